@@ -1,0 +1,167 @@
+"""The `pcap-ingest` command line.
+
+Exit codes: 0 every input read whole; 1 usage error (one line on stderr, no traceback);
+2 some input was truncated or corrupt (what could be read is kept, the summary says which);
+130/143 interrupted by SIGINT/SIGTERM; 141 output pipe closed by the reader (quietly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from typing import NoReturn
+
+import orjson
+
+from pipeline import __version__
+from pipeline.capture import CaptureOpenError
+from pipeline.convert import DATASETS, DEFAULT_EXTRACT, convert
+from pipeline.inputs import InputError
+from pipeline.sinks.files import COMPRESSIONS, DEFAULT_ZSTD_LEVEL
+
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_INCOMPLETE = 2
+EXIT_SIGINT = 130
+EXIT_BROKEN_PIPE = 141
+EXIT_SIGTERM = 143
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage and exits 2 on a bad flag; we promise one line and exit 1."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def parse_size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 2G)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def parse_extract(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in DATASETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown dataset {', '.join(unknown) or '(none)'}; known: {', '.join(DATASETS)}"
+        )
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pcap-ingest",
+        description="Turn packet captures into SIEM-ready ECS NDJSON events.",
+    )
+    parser.add_argument("--version", action="version", version=f"pcap-ingest {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    conv = commands.add_parser(
+        "convert",
+        help="convert captures to NDJSON event files",
+        description="Convert pcap/pcapng captures (plain, gzip, zstd, xz, bz2) to ECS NDJSON.",
+    )
+    conv.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="capture file, directory, glob, or - (stdin)"
+    )
+    conv.add_argument(
+        "-o", "--output", required=True, metavar="OUTDIR", help="output directory, or - (stdout)"
+    )
+    conv.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
+    conv.add_argument(
+        "--extract",
+        type=parse_extract,
+        default=DEFAULT_EXTRACT,
+        metavar="LIST",
+        help=f"datasets to emit, comma-separated (default: {','.join(DEFAULT_EXTRACT)})",
+    )
+    conv.add_argument(
+        "--compress",
+        choices=COMPRESSIONS,
+        default=None,
+        help="output compression (default: zstd for files, none for stdout)",
+    )
+    conv.add_argument(
+        "--level", type=int, default=DEFAULT_ZSTD_LEVEL, help="zstd level, 1-22 (default 3)"
+    )
+    conv.add_argument(
+        "--rotate-size",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="start a new numbered output file past this many bytes (e.g. 512M)",
+    )
+    conv.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON here")
+    conv.add_argument("--force", action="store_true", help="replace existing output files")
+    conv.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    return parser
+
+
+def _say(message: str) -> None:
+    print(f"pcap-ingest: {message}", file=sys.stderr)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        _say(f"error: {exc} (see pcap-ingest --help)")
+        return EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        run = convert(
+            args.inputs,
+            args.output,
+            recursive=args.recursive,
+            extract=args.extract,
+            compression=args.compress,
+            level=args.level,
+            rotate_bytes=args.rotate_size,
+            force=args.force,
+        )
+    except (InputError, CaptureOpenError) as exc:
+        _say(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_SIGINT
+    except BrokenPipeError:
+        # The reader of our stdout went away (`... -o - | head`): stop quietly, and keep
+        # Python from complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        # Output that cannot be written (no permission, a full disk): one line, not a traceback.
+        where = f": {exc.filename}" if exc.filename else ""
+        _say(f"error: {exc.strerror or exc}{where}")
+        return EXIT_USAGE
+    if args.stats_json:
+        with open(args.stats_json, "wb") as f:
+            f.write(orjson.dumps(run.to_json(), option=orjson.OPT_INDENT_2))
+    if not args.quiet:
+        print(run.summary(), file=sys.stderr)
+    return EXIT_OK if run.complete else EXIT_INCOMPLETE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The conversion loop: capture frames → decoded packets → ECS events → NDJSON → sinks.
+
+This is the single-process runtime and the per-packet hot path. Its pieces are the seams the
+multiprocess runtime cuts along: framing yields `Frame` references, `decode_packet` is a pure
+function of (link type, bytes), `EcsMapper` turns records into dicts just before orjson
+serialises them, and sinks receive whole NDJSON chunks.
+
+Work is done a batch of frames at a time: one ``b"".join`` and one sink write per batch keep
+the per-packet cost at a decode, a map and a ``dumps`` (NOTES.md: per-record writes cost more
+than the compression).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pipeline.capture import CaptureOpenError, Frame, open_capture
+from pipeline.decode.packet import decode_packet
+from pipeline.events.ecs import EcsMapper, capture_key
+from pipeline.inputs import STDIN, InputError, expand_inputs
+from pipeline.sinks.files import (
+    COMPRESSIONS,
+    DEFAULT_ZSTD_LEVEL,
+    FileSink,
+    Sink,
+    StdoutSink,
+    output_suffix,
+)
+from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
+
+# Datasets `--extract` can name today; later extractors add theirs here.
+DATASETS = ("packet", "anomaly")
+DEFAULT_EXTRACT = DATASETS
+# Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
+# enough that a batch of 1500-byte frames stays within a few MiB.
+DEFAULT_BATCH_FRAMES = 1024
+
+_COMPRESSED_SUFFIXES = (".gz", ".zst", ".zstd", ".xz", ".bz2")
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    extract: tuple[str, ...] = DEFAULT_EXTRACT
+    compression: str = "zstd"
+    level: int = DEFAULT_ZSTD_LEVEL
+    rotate_bytes: int | None = None
+    force: bool = False  # replace existing output files
+    batch_frames: int = DEFAULT_BATCH_FRAMES
+
+    def validate(self) -> None:
+        unknown = [name for name in self.extract if name not in DATASETS]
+        if unknown:
+            raise InputError(
+                f"unknown dataset(s) for --extract: {', '.join(unknown)} "
+                f"(known: {', '.join(DATASETS)})"
+            )
+        if self.compression not in COMPRESSIONS:
+            raise InputError(f"unknown --compress {self.compression!r} (known: zstd, none)")
+        if not 1 <= self.level <= 22:
+            raise InputError(f"--level must be 1..22, not {self.level}")
+        if self.rotate_bytes is not None and self.rotate_bytes < 1:
+            raise InputError("--rotate-size must be positive")
+        if self.batch_frames < 1:
+            raise InputError("batch size must be positive")
+
+
+def output_stem(path: str) -> str:
+    """``dir/x.pcap.gz`` → ``x.pcap``: the source's name without its compression suffix."""
+    if path == STDIN:
+        return "stdin"
+    name = os.path.basename(path)
+    for suffix in _COMPRESSED_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def plan_outputs(inputs: list[str], out_dir: str, options: ConvertOptions) -> list[str]:
+    """One output stem per input, unique within the run; refuse to overwrite unless forced."""
+    stems: list[str] = []
+    used: set[str] = set()
+    for path in inputs:
+        stem = output_stem(path)
+        candidate, n = stem, 1
+        while candidate in used:
+            n += 1
+            candidate = f"{stem}-{n}"
+        used.add(candidate)
+        stems.append(candidate)
+    if not options.force and os.path.isdir(out_dir):
+        suffix = output_suffix(options.compression)
+        existing = set(os.listdir(out_dir))
+        for stem in stems:
+            clash = [
+                name
+                for name in existing
+                if name == stem + suffix
+                or (
+                    name.startswith(stem + ".")
+                    and name.endswith(suffix)
+                    and name[len(stem) + 1 : -len(suffix)].isdigit()
+                )
+            ]
+            if clash:
+                raise InputError(
+                    f"output exists: {os.path.join(out_dir, sorted(clash)[0])} (use --force)"
+                )
+    return stems
+
+
+def iter_event_batches(
+    capture: Any, stats: FileStats, options: ConvertOptions
+) -> Iterator[list[dict[str, Any]]]:
+    """The hot loop: yields, per batch of frames, the event dicts of that batch.
+
+    Updates `stats` as it goes; the accounting invariant holds after every batch. Counters
+    are kept in locals and added once per batch, not once per packet.
+    """
+    want_packet = "packet" in options.extract
+    want_anomaly = "anomaly" in options.extract
+    decode = decode_packet
+    frame_class = Frame
+    anomalies = stats.anomalies
+    mapper: EcsMapper | None = None
+    packet_event = None
+    for batch in capture.batches(options.batch_frames):
+        if mapper is None:
+            mapper = EcsMapper(capture.name, capture_key(batch[0]))
+            packet_event = mapper.packet
+        assert packet_event is not None
+        events: list[dict[str, Any]] = []
+        append = events.append
+        decoded = 0
+        anomaly_events = 0
+        for record in batch:
+            if record.__class__ is frame_class:
+                pkt = decode(record.link_type, record.data)
+                error = pkt.error
+                if error is None:
+                    decoded += 1
+                    if want_packet:
+                        append(packet_event(record, pkt))
+                else:
+                    anomalies[error] += 1
+                    if want_anomaly:
+                        append(packet_event(record, pkt))
+                        anomaly_events += 1
+            else:
+                anomalies[record.reason] += 1
+                if want_anomaly:
+                    append(mapper.framing_error(record))
+                    anomaly_events += 1
+        stats.frames += len(batch)
+        stats.decoded += decoded
+        if want_packet and decoded:
+            stats.events["packet"] += decoded
+        if anomaly_events:
+            stats.events["anomaly"] += anomaly_events
+        yield events
+
+
+def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
+    """Convert one capture into `sink` (which the caller closes or aborts)."""
+    stats = FileStats(path=path)
+    started = time.perf_counter()
+    dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
+    try:
+        capture = open_capture(path)
+    except CaptureOpenError as exc:
+        stats.status = STATUS_FAILED
+        stats.error = str(exc)
+        stats.seconds = time.perf_counter() - started
+        return stats
+    with capture:
+        stats.format = capture.format
+        stats.compression = capture.compression
+        batches = iter_event_batches(capture, stats, options)
+        while True:
+            try:
+                events = next(batches)
+            except StopIteration:
+                break
+            except Exception as exc:
+                # The reader turns bad records into FramingErrors; this is the backstop for a
+                # failure below it (a decompressor giving up half-way): keep what was read.
+                stats.status = STATUS_PARTIAL
+                stats.error = f"read error: {exc!r}"
+                break
+            if events:
+                sink.write(b"".join([dumps(event, option=newline) for event in events]))
+        if capture.status != STATUS_OK and stats.status == STATUS_OK:
+            stats.status = STATUS_PARTIAL
+            stats.error = _framing_problems(stats)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _framing_problems(stats: FileStats) -> str:
+    reasons = [r for r in ("length_error", "truncated", "malformed") if stats.anomalies.get(r)]
+    return "capture records: " + ", ".join(reasons) if reasons else "corrupt capture records"
+
+
+def convert(
+    inputs: Iterable[str] | str,
+    out: str,
+    *,
+    recursive: bool = False,
+    extract: Iterable[str] = DEFAULT_EXTRACT,
+    compression: str | None = None,
+    level: int = DEFAULT_ZSTD_LEVEL,
+    rotate_bytes: int | None = None,
+    force: bool = False,
+) -> RunStats:
+    """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout).
+
+    One output per input, named after it (``x.pcap.gz`` → ``x.pcap.ndjson.zst``). Returns the
+    run's statistics. Raises `InputError` for usage errors (missing input, unknown dataset,
+    existing output without `force`) before anything is written. Output compression defaults
+    to zstd for files and none for stdout.
+    """
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if compression is None:
+        compression = "none" if out == "-" else "zstd"
+    options = ConvertOptions(
+        extract=tuple(extract),
+        compression=compression,
+        level=level,
+        rotate_bytes=rotate_bytes,
+        force=force,
+    )
+    options.validate()
+    paths = expand_inputs(list(inputs), recursive=recursive)
+    run = RunStats()
+    started = time.perf_counter()
+    if out == "-":
+        stdout = StdoutSink(options.compression, options.level)
+        for path in paths:
+            run.files.append(convert_file(path, stdout, options))
+        stdout.close()
+    else:
+        stems = plan_outputs(paths, out, options)
+        os.makedirs(out, exist_ok=True)
+        for path, stem in zip(paths, stems, strict=True):
+            sink = FileSink(out, stem, options.compression, options.level, options.rotate_bytes)
+            try:
+                stats = convert_file(path, sink, options)
+            except BaseException:
+                sink.abort()
+                raise
+            if stats.status == STATUS_FAILED:
+                sink.abort()
+            else:
+                sink.close()
+            stats.outputs = list(sink.paths)
+            run.files.append(stats)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def read_events(path: str, extract: Iterable[str] = DEFAULT_EXTRACT) -> Iterator[dict[str, Any]]:
+    """Yield the event dicts of one capture, lazily, in frame order.
+
+    The scripting counterpart of `convert`: ``for ev in read_events("x.pcap"): ...``.
+    Raises `CaptureOpenError` if the file cannot be opened as a capture.
+    """
+    options = ConvertOptions(extract=tuple(extract))
+    options.validate()
+    with open_capture(path) as capture:
+        for events in iter_event_batches(capture, FileStats(path=path), options):
+            yield from events

@@ -1,0 +1,1 @@
+"""Typed records to ECS event dicts: the schema mapping and its helpers."""

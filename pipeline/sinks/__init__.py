@@ -1,0 +1,1 @@
+"""Where serialised events go: files (rotating, atomic) and stdout."""

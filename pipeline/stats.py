@@ -1,0 +1,124 @@
+"""Run accounting: per input file and in total, as `--stats-json` writes it.
+
+The invariant every conversion keeps, per file: ``frames == decoded + sum(anomalies)``. Every
+frame the reader saw is either decoded into a packet, or reported as an anomaly with a typed
+reason — never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUS_OK = "ok"  # read whole
+STATUS_PARTIAL = "partial"  # read until a corrupt or cut-short record, what was read is kept
+STATUS_FAILED = "failed"  # nothing could be read
+
+
+@dataclass
+class FileStats:
+    path: str
+    format: str = ""
+    compression: str = ""
+    frames: int = 0
+    decoded: int = 0
+    status: str = STATUS_OK
+    anomalies: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None  # why the file is partial or failed, one line
+    seconds: float = 0.0
+
+    @property
+    def anomaly_count(self) -> int:
+        return sum(self.anomalies.values())
+
+    @property
+    def accounted(self) -> bool:
+        return self.frames == self.decoded + self.anomaly_count
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "compression": self.compression,
+            "frames": self.frames,
+            "decoded": self.decoded,
+            "status": self.status,
+            "anomalies": dict(sorted(self.anomalies.items())),
+            "events": dict(sorted(self.events.items())),
+            "outputs": self.outputs,
+            "error": self.error,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+@dataclass
+class RunStats:
+    files: list[FileStats] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def frames(self) -> int:
+        return sum(f.frames for f in self.files)
+
+    @property
+    def events(self) -> int:
+        return sum(sum(f.events.values()) for f in self.files)
+
+    @property
+    def anomalies(self) -> int:
+        return sum(f.anomaly_count for f in self.files)
+
+    @property
+    def complete(self) -> bool:
+        return all(f.status == STATUS_OK for f in self.files)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "files": [f.to_json() for f in self.files],
+            "totals": {
+                "files": len(self.files),
+                "frames": self.frames,
+                "events": self.events,
+                "anomalies": self.anomalies,
+                "seconds": round(self.seconds, 6),
+                "packets_per_second": round(self.frames / self.seconds) if self.seconds else 0,
+            },
+        }
+
+    def summary(self) -> str:
+        """The one-screen summary printed on stderr at the end of a run."""
+        lines = []
+        shown = self.files if len(self.files) <= 20 else self.files[:10] + self.files[-5:]
+        width = min(60, max([len(f.path) for f in shown] + [5]))
+        lines.append(
+            f"{'input':<{width}} {'format':<12} {'frames':>10} {'events':>10} "
+            f"{'anomalies':>9}  status"
+        )
+        for i, f in enumerate(shown):
+            if len(self.files) > 20 and i == 10:
+                lines.append(f"... {len(self.files) - 15} more files ...")
+            name = f.path if len(f.path) <= width else "..." + f.path[-(width - 3) :]
+            fmt = f.format + ("" if f.compression in ("", "none") else f"+{f.compression}")
+            lines.append(
+                f"{name:<{width}} {fmt:<12} {f.frames:>10} {sum(f.events.values()):>10} "
+                f"{f.anomaly_count:>9}  {f.status}" + (f" ({f.error})" if f.error else "")
+            )
+        rate = self.frames / self.seconds if self.seconds else 0.0
+        lines.append(
+            f"total: {len(self.files)} file(s), {self.frames} frames, {self.events} events, "
+            f"{self.anomalies} anomalies in {self.seconds:.2f} s ({rate:,.0f} packets/s)"
+        )
+        reasons: Counter[str] = Counter()
+        for f in self.files:
+            reasons.update(f.anomalies)
+        if reasons:
+            lines.append("anomalies: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+        incomplete = [f for f in self.files if f.status != STATUS_OK]
+        if incomplete:
+            lines.append(
+                f"{len(incomplete)} input(s) not read whole: what could be read was converted"
+            )
+        return "\n".join(lines)
