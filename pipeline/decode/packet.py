@@ -18,7 +18,12 @@ from typing import NamedTuple
 from pipeline.decode.errors import REASON_DECODER_ERROR, REASON_UNSUPPORTED_LINK, DecodeStop
 from pipeline.decode.ip import ipv4, ipv6
 from pipeline.decode.link import ETH_IPV4, ETH_IPV6, LINK_DECODERS
-from pipeline.decode.transport import TRANSPORT_DECODERS, recognised_only
+from pipeline.decode.transport import (
+    PROTO_TCP,
+    TRANSPORT_DECODERS,
+    recognised_only,
+    tcp_first_fragment,
+)
 
 
 class Packet(NamedTuple):
@@ -92,7 +97,10 @@ def decode_packet(link_type: int, buf: bytes) -> Packet:
                 # A later fragment: its payload is the middle of a datagram, no L4 header.
                 payload_offset, payload_end = off, end
             else:
-                transport = _transport_decoders_get(protocol, recognised_only)
+                if more_fragments and protocol == PROTO_TCP:
+                    transport = tcp_first_fragment
+                else:
+                    transport = _transport_decoders_get(protocol, recognised_only)
                 (
                     src_port,
                     dst_port,

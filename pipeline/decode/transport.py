@@ -72,6 +72,19 @@ def _truncated(layer: str, have: int, need: int) -> DecodeStop:
 
 
 def tcp(buf: bytes, off: int, end: int) -> TransportHeader:
+    return _tcp(buf, off, end, False)
+
+
+def tcp_first_fragment(buf: bytes, off: int, end: int) -> TransportHeader:
+    """TCP in the first fragment of a datagram: the options may go on in the next fragment.
+
+    The fixed header must be here; options cut by the fragment boundary are expected, not an
+    error (the payload then starts in a later fragment).
+    """
+    return _tcp(buf, off, end, True)
+
+
+def _tcp(buf: bytes, off: int, end: int, options_may_be_cut: bool) -> TransportHeader:
     if end - off < 20:
         raise _truncated("tcp", end - off, 20)
     src_port, dst_port, seq, ack, offset_ns, flags, window = _tcp_header(buf, off)
@@ -79,8 +92,11 @@ def tcp(buf: bytes, off: int, end: int) -> TransportHeader:
     if data_offset < 20:
         raise DecodeStop(REASON_MALFORMED, "tcp", f"data offset {data_offset} < 20")
     if end - off < data_offset:
-        # The options run past the captured bytes: the fixed header is sound, the rest is not.
-        raise _truncated("tcp", end - off, data_offset)
+        if options_may_be_cut:
+            data_offset = end - off
+        else:
+            # The options run past the captured bytes: the fixed header is sound, the rest is not.
+            raise _truncated("tcp", end - off, data_offset)
     # NS bit + the eight classic flags.
     return (
         src_port,
