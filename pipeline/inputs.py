@@ -9,22 +9,11 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
+
+from pipeline.capture import CaptureOpenError, open_capture
 
 STDIN = "-"
-
-# Magic numbers of what a capture file may start with: pcap (both byte orders, µs and ns),
-# pcapng's Section Header Block, and the compressed containers we stream through.
-CAPTURE_MAGICS = (
-    b"\xd4\xc3\xb2\xa1",
-    b"\xa1\xb2\xc3\xd4",
-    b"\x4d\x3c\xb2\xa1",
-    b"\xa1\xb2\x3c\x4d",
-    b"\x0a\x0d\x0d\x0a",
-    b"\x1f\x8b",  # gzip
-    b"\x28\xb5\x2f\xfd",  # zstd
-    b"\xfd7zXZ\x00",  # xz
-    b"BZh",  # bzip2
-)
 
 
 class InputError(Exception):
@@ -32,12 +21,12 @@ class InputError(Exception):
 
 
 def looks_like_capture(path: str) -> bool:
+    """True if the capture reader recognises the file (by magic, through compression)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError:
+        with open_capture(path):
+            return True
+    except CaptureOpenError:
         return False
-    return any(head.startswith(magic) for magic in CAPTURE_MAGICS)
 
 
 def _directory_captures(directory: str, recursive: bool) -> list[str]:
@@ -71,12 +60,14 @@ def expand_inputs(args: list[str], recursive: bool = False) -> list[str]:
         elif os.path.exists(arg):
             if not os.path.isfile(arg) and not _is_fifo(arg):
                 raise InputError(f"not a regular file: {arg}")
+            if os.path.isfile(arg):
+                _check_capture(arg)
             paths.append(arg)
         elif glob.has_magic(arg):
             matches = sorted(glob.glob(arg, recursive=recursive))
-            files = [m for m in matches if os.path.isfile(m)]
+            files = [m for m in matches if os.path.isfile(m) and looks_like_capture(m)]
             if not files:
-                raise InputError(f"no file matches: {arg}")
+                raise InputError(f"no capture file matches: {arg}")
             paths.extend(files)
         else:
             raise InputError(f"capture not found: {arg}")
@@ -90,9 +81,16 @@ def expand_inputs(args: list[str], recursive: bool = False) -> list[str]:
     return unique
 
 
-def _is_fifo(path: str) -> bool:
-    import stat
+def _check_capture(path: str) -> None:
+    """Fail fast, before any output, on a named file that is not a capture we can read."""
+    try:
+        with open_capture(path):
+            pass
+    except CaptureOpenError as exc:
+        raise InputError(str(exc)) from None
 
+
+def _is_fifo(path: str) -> bool:
     try:
         return stat.S_ISFIFO(os.stat(path).st_mode)
     except OSError:
