@@ -30,10 +30,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pipeline.capture.frame import Frame, FramingError
-from pipeline.decode.link import LINK_TYPE_NAMES
 from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
-from pipeline.events.community_id import CommunityIdCache
+from pipeline.events.community_id import community_id
 
 ECS_VERSION = "8.11.0"
 DATASET_PACKET = "pcap_ingest.packet"
@@ -96,41 +95,41 @@ class EcsMapper:
     def _packet_mapper(self) -> Callable[[Frame, Packet], dict[str, Any]]:
         path = self.capture_path
         key_prefix = self.capture_key + "-"
-        community_ids = CommunityIdCache().get
-        ips: dict[bytes, str] = {}
-        ips_get = ips.get
+        # Per flow tuple: (source ip text, destination ip text, community id). One look-up
+        # replaces two address conversions and a hash per packet; most packets hit.
+        flows: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
+        flows_get = flows.get
         macs: dict[bytes, str] = {}
         macs_get = macs.get
-        link_names = LINK_TYPE_NAMES
         transport_names_get = TRANSPORT_NAMES.get
         tcp_flag_names = _TCP_FLAGS
         iana_numbers = _IANA_NUMBERS
         network_types = _NETWORK_TYPES
-        inet_ntop = socket.inet_ntop
-        af_inet, af_inet6 = socket.AF_INET, socket.AF_INET6
         ecs = {"version": ECS_VERSION}
         second_text = ["", None]  # [rendered "YYYY-MM-DDTHH:MM:SS.", its second]
         mapper = self
 
-        def ip_text(packed: bytes) -> str:
-            text = ips_get(packed)
-            if text is None:
-                if len(ips) >= MEMO_SIZE:
-                    ips.clear()
-                text = ips[packed] = inet_ntop(af_inet if len(packed) == 4 else af_inet6, packed)
-            return text
+        def flow_texts(key: tuple[Any, ...]) -> tuple[str, str, str | None]:
+            protocol, src_ip, dst_ip, src_port, dst_port = key
+            if len(flows) >= MEMO_SIZE:
+                flows.clear()
+            family = socket.AF_INET if len(src_ip) == 4 else socket.AF_INET6
+            texts = flows[key] = (
+                socket.inet_ntop(family, src_ip),
+                socket.inet_ntop(family, dst_ip),
+                community_id(protocol, src_ip, dst_ip, src_port, dst_port),
+            )
+            return texts
 
         def mac_text(mac: bytes) -> str:
-            text = macs_get(mac)
-            if text is None:
-                if len(macs) >= MEMO_SIZE:
-                    macs.clear()
-                text = macs[mac] = mac.hex("-").upper()
+            if len(macs) >= MEMO_SIZE:
+                macs.clear()
+            text = macs[mac] = mac.hex("-").upper()
             return text
 
         def packet(frame: Frame, pkt: Packet) -> dict[str, Any]:
             """The packet event of a decoded frame, or its anomaly event if decoding stopped."""
-            index, ts_ns, offset, caplen, origlen, interface, link_type, _ = frame
+            index, ts_ns, offset, caplen, origlen, interface, _, _ = frame
             (
                 _,
                 dst_mac,
@@ -171,10 +170,7 @@ class EcsMapper:
                 "frame": index,
                 "offset": offset,
                 "interface": interface,
-                "link_type": link_names.get(link_type, link_type),
                 "caplen": caplen,
-                "len": origlen,
-                "ethertype": ethertype,
             }
             event: dict[str, Any] = {
                 "@timestamp": "%s%09dZ" % (second_text[0], nanos),
@@ -190,20 +186,34 @@ class EcsMapper:
                 "network": network,
                 "pcap": pcap,
             }
-            source: dict[str, Any] = {}
-            destination: dict[str, Any] = {}
-            if src_mac is not None:
-                source["mac"] = mac_text(src_mac)
-            if dst_mac is not None:
-                destination["mac"] = mac_text(dst_mac)
-            if vlan_id is not None:
-                network["vlan"] = {"id": str(vlan_id)}
-                if inner_vlan_id is not None:
-                    network["inner"] = {"vlan": {"id": str(inner_vlan_id)}}
             if src_ip is not None:
                 network["type"] = network_types[ip_version]
-                source["ip"] = ip_text(src_ip)
-                destination["ip"] = ip_text(dst_ip)
+                network["iana_number"] = iana_numbers[protocol]
+                name = transport_names_get(protocol)
+                if name is not None:
+                    network["transport"] = name
+                if src_port is not None:
+                    flow_key = (protocol, src_ip, dst_ip, src_port, dst_port)
+                    texts = flows_get(flow_key) or flow_texts(flow_key)
+                    source = {"ip": texts[0], "port": src_port}
+                    destination = {"ip": texts[1], "port": dst_port}
+                    if tcp_flags is not None:
+                        pcap["tcp"] = {
+                            "flags": tcp_flag_names[tcp_flags],
+                            "seq": tcp_seq,
+                            "ack": tcp_ack,
+                            "window": tcp_window,
+                        }
+                else:
+                    # ICMP type and code stand in for ports in the community id.
+                    flow_key = (protocol, src_ip, dst_ip, icmp_type, icmp_code)
+                    texts = flows_get(flow_key) or flow_texts(flow_key)
+                    source = {"ip": texts[0]}
+                    destination = {"ip": texts[1]}
+                    if icmp_type is not None:
+                        pcap["icmp"] = {"type": icmp_type, "code": icmp_code}
+                if texts[2] is not None:
+                    network["community_id"] = texts[2]
                 if fragment_offset or more_fragments:
                     pcap["ip"] = {
                         "ttl": ttl,
@@ -213,32 +223,23 @@ class EcsMapper:
                     }
                 else:
                     pcap["ip"] = {"ttl": ttl}
-                network["iana_number"] = iana_numbers[protocol]
-                name = transport_names_get(protocol)
-                if name is not None:
-                    network["transport"] = name
-                if src_port is not None:
-                    source["port"] = src_port
-                    destination["port"] = dst_port
-                    if tcp_flags is not None:
-                        pcap["tcp"] = {
-                            "flags": tcp_flag_names[tcp_flags],
-                            "seq": tcp_seq,
-                            "ack": tcp_ack,
-                            "window": tcp_window,
-                        }
-                    cid = community_ids(protocol, src_ip, dst_ip, src_port, dst_port)
-                elif icmp_type is not None:
-                    pcap["icmp"] = {"type": icmp_type, "code": icmp_code}
-                    cid = community_ids(protocol, src_ip, dst_ip, icmp_type, icmp_code)
-                else:
-                    cid = community_ids(protocol, src_ip, dst_ip, None, None)
-                if cid is not None:
-                    network["community_id"] = cid
-            if source:
+                if src_mac is not None:
+                    source["mac"] = macs_get(src_mac) or mac_text(src_mac)
+                if dst_mac is not None:
+                    destination["mac"] = macs_get(dst_mac) or mac_text(dst_mac)
                 event["source"] = source
-            if destination:
                 event["destination"] = destination
+            else:
+                if ethertype is not None:
+                    pcap["ethertype"] = ethertype
+                if src_mac is not None:
+                    event["source"] = {"mac": macs_get(src_mac) or mac_text(src_mac)}
+                if dst_mac is not None:
+                    event["destination"] = {"mac": macs_get(dst_mac) or mac_text(dst_mac)}
+            if vlan_id is not None:
+                network["vlan"] = {"id": str(vlan_id)}
+                if inner_vlan_id is not None:
+                    network["inner"] = {"vlan": {"id": str(inner_vlan_id)}}
             if error is not None:
                 event["error"] = {"type": error, "message": error_detail}
                 pcap["anomaly"] = {"layer": error_layer}

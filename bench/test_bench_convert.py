@@ -1,0 +1,66 @@
+"""Single-process conversion, packets/s, beside the naive dpkt converters in the same run.
+
+Workload: the generated 'mix' capture (bench/conftest.py; 1M packets by default). Stages:
+framing alone, framing + L2–L4 decode, and end to end (framing + decode + packet events +
+orjson + zstd into a file). Compare figures only within one run: the machine is shared.
+
+Run: .venv/bin/pytest bench/test_bench_convert.py --benchmark-only --benchmark-json=OUT.json
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.conftest import PACKETS, run_pedantic
+from bench.peers import naive_dpkt_fields, naive_dpkt_ndjson_zstd
+from pipeline.capture import Frame, open_capture
+from pipeline.convert import ConvertOptions, convert_file
+from pipeline.decode.packet import decode_packet
+from pipeline.sinks.files import FileSink
+
+
+def test_peer_naive_dpkt_fields(benchmark: Any, mix_capture: Path) -> None:
+    run_pedantic(benchmark, lambda: naive_dpkt_fields(str(mix_capture)), PACKETS)
+
+
+def test_peer_naive_dpkt_ndjson_zstd(benchmark: Any, mix_capture: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "naive.ndjson.zst")
+    run_pedantic(benchmark, lambda: naive_dpkt_ndjson_zstd(str(mix_capture), out), PACKETS)
+
+
+def test_framing(benchmark: Any, mix_capture: Path) -> None:
+    def frame_all() -> int:
+        n = 0
+        with open_capture(str(mix_capture)) as capture:
+            for batch in capture.batches(1024):
+                n += len(batch)
+        return n
+
+    run_pedantic(benchmark, frame_all, PACKETS)
+
+
+def test_framing_and_decode(benchmark: Any, mix_capture: Path) -> None:
+    def decode_all() -> int:
+        n = 0
+        with open_capture(str(mix_capture)) as capture:
+            for batch in capture.batches(1024):
+                for record in batch:
+                    if record.__class__ is Frame:
+                        decode_packet(record.link_type, record.data)
+                n += len(batch)
+        return n
+
+    run_pedantic(benchmark, decode_all, PACKETS)
+
+
+def test_end_to_end_single_process(benchmark: Any, mix_capture: Path, tmp_path: Path) -> None:
+    """Framing + decode + ECS packet events + orjson + zstd level 3 into a file."""
+
+    def convert_all() -> None:
+        sink = FileSink(str(tmp_path), "bench", "zstd", 3)
+        stats = convert_file(str(mix_capture), sink, ConvertOptions())
+        sink.close()
+        assert stats.frames == PACKETS and stats.accounted
+
+    run_pedantic(benchmark, convert_all, PACKETS)
