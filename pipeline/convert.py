@@ -24,6 +24,7 @@ from pipeline.capture import CaptureOpenError, Frame, open_capture
 from pipeline.decode.packet import decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key
 from pipeline.inputs import STDIN, InputError, expand_inputs
+from pipeline.sinks.background import BackgroundSink
 from pipeline.sinks.files import (
     COMPRESSIONS,
     DEFAULT_ZSTD_LEVEL,
@@ -255,15 +256,21 @@ def convert(
     run = RunStats()
     started = time.perf_counter()
     if out == "-":
-        stdout = StdoutSink(options.compression, options.level)
-        for path in paths:
-            run.files.append(convert_file(path, stdout, options))
+        stdout = BackgroundSink(StdoutSink(options.compression, options.level))
+        try:
+            for path in paths:
+                run.files.append(convert_file(path, stdout, options))
+        except BaseException:
+            stdout.abort()
+            raise
         stdout.close()
     else:
         stems = plan_outputs(paths, out, options)
         os.makedirs(out, exist_ok=True)
         for path, stem in zip(paths, stems, strict=True):
-            sink = FileSink(out, stem, options.compression, options.level, options.rotate_bytes)
+            sink = BackgroundSink(
+                FileSink(out, stem, options.compression, options.level, options.rotate_bytes)
+            )
             try:
                 stats = convert_file(path, sink, options)
             except BaseException:
