@@ -68,8 +68,8 @@ def test_every_event_matches_reference(capture: Path) -> None:
             continue
         if "port" in event["source"]:
             ports = (event["source"]["port"], event["destination"]["port"])
-        elif "icmp" in event["pcap"]:
-            ports = (event["pcap"]["icmp"]["type"], event["pcap"]["icmp"]["code"])
+        elif "icmp_type" in event["pcap"]:
+            ports = (event["pcap"]["icmp_type"], event["pcap"]["icmp_code"])
         else:
             ports = (None, None)
         args = (

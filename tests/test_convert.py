@@ -225,7 +225,7 @@ def test_anomaly_events_carry_what_was_decoded(tmp_path: Path) -> None:
     (event,) = read_events(str(path))
     assert event["event"]["dataset"] == "pcap_ingest.anomaly"
     assert event["error"] == {"type": "truncated", "message": "8 bytes left, header needs 20"}
-    assert event["pcap"]["anomaly"]["layer"] == "tcp"
+    assert event["pcap"]["anomaly_layer"] == "tcp"
     assert event["source"]["ip"] == "10.0.0.1" and event["destination"]["ip"] == "10.0.0.2"
     assert event["source"]["mac"] == "02-00-00-00-00-01"
 

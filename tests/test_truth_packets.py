@@ -100,12 +100,8 @@ def outer_counts(events: list[dict[str, Any]]) -> dict[str, int]:
             continue
         counts[network_type] += 1
         pcap = event["pcap"]
-        layer = pcap.get("anomaly", {}).get("layer")
-        if (
-            pcap.get("ip", {}).get("fragment_offset")
-            or "iana_number" not in network
-            or layer in TRANSPORT_LAYERS
-        ):
+        layer = pcap.get("anomaly_layer")
+        if pcap.get("fragment_offset") or "iana_number" not in network or layer in TRANSPORT_LAYERS:
             counts["no_l4"] += 1
         else:
             counts[OUTER_TRANSPORT.get(network.get("transport", ""), "other_l4")] += 1

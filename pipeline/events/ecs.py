@@ -10,7 +10,10 @@ Records in, dicts out, just before serialisation. Field choices:
 * What ECS has no field for lives under the custom ``pcap`` object: provenance
   (``pcap.file``, ``pcap.frame`` — 1-based as tshark counts —, ``pcap.offset``,
   ``pcap.interface``, ``pcap.link_type``, ``pcap.caplen``, ``pcap.len``) and packet detail
-  (``pcap.ethertype``, ``pcap.ip.*``, ``pcap.tcp.*``, ``pcap.icmp.*``, ``pcap.anomaly.layer``).
+  (``pcap.ethertype``, ``pcap.ttl``, ``pcap.ip_id``/``fragment_offset``/``more_fragments``,
+  ``pcap.tcp_flags``/``tcp_seq``/``tcp_ack``/``tcp_window``, ``pcap.icmp_type``/``icmp_code``,
+  ``pcap.anomaly_layer``). One flat custom object: every nested dict is an allocation and a
+  ``dumps`` step per packet.
 
 ``event.id`` is ``<capture key>-<frame number>``: the capture key hashes the first frame's
 timestamp and bytes, so the same capture gives the same ids whether it is read as pcap,
@@ -95,37 +98,53 @@ class EcsMapper:
     def _packet_mapper(self) -> Callable[[Frame, Packet], dict[str, Any]]:
         path = self.capture_path
         key_prefix = self.capture_key + "-"
-        # Per flow tuple: (source ip text, destination ip text, community id). One look-up
-        # replaces two address conversions and a hash per packet; most packets hit.
-        flows: dict[tuple[Any, ...], tuple[str, str, str | None]] = {}
-        flows_get = flows.get
+        # Per flow direction: the event parts that are the same for every packet of it —
+        # network (type, transport, community id), source and destination (ip, port, mac) —
+        # built once and copied per packet (a dict copy is cheaper than building it again, and
+        # the copy keeps every event independent for callers who change them).
+        endpoints: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        endpoints_get = endpoints.get
         macs: dict[bytes, str] = {}
         macs_get = macs.get
-        transport_names_get = TRANSPORT_NAMES.get
         tcp_flag_names = _TCP_FLAGS
-        iana_numbers = _IANA_NUMBERS
-        network_types = _NETWORK_TYPES
         ecs = {"version": ECS_VERSION}
         second_text = ["", None]  # [rendered "YYYY-MM-DDTHH:MM:SS.", its second]
         mapper = self
-
-        def flow_texts(key: tuple[Any, ...]) -> tuple[str, str, str | None]:
-            protocol, src_ip, dst_ip, src_port, dst_port = key
-            if len(flows) >= MEMO_SIZE:
-                flows.clear()
-            family = socket.AF_INET if len(src_ip) == 4 else socket.AF_INET6
-            texts = flows[key] = (
-                socket.inet_ntop(family, src_ip),
-                socket.inet_ntop(family, dst_ip),
-                community_id(protocol, src_ip, dst_ip, src_port, dst_port),
-            )
-            return texts
 
         def mac_text(mac: bytes) -> str:
             if len(macs) >= MEMO_SIZE:
                 macs.clear()
             text = macs[mac] = mac.hex("-").upper()
             return text
+
+        def endpoint_parts(key: tuple[Any, ...], ip_version: int) -> tuple[dict[str, Any], ...]:
+            protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, has_ports = key
+            if len(endpoints) >= MEMO_SIZE:
+                endpoints.clear()
+            family = socket.AF_INET if ip_version == 4 else socket.AF_INET6
+            network: dict[str, Any] = {
+                "packets": 1,
+                "type": _NETWORK_TYPES[ip_version],
+                "iana_number": _IANA_NUMBERS[protocol],
+            }
+            name = TRANSPORT_NAMES.get(protocol)
+            if name is not None:
+                network["transport"] = name
+            # For ICMP the type and code stand in for the ports (community id spec).
+            cid = community_id(protocol, src_ip, dst_ip, src_port, dst_port)
+            if cid is not None:
+                network["community_id"] = cid
+            source: dict[str, Any] = {"ip": socket.inet_ntop(family, src_ip)}
+            destination: dict[str, Any] = {"ip": socket.inet_ntop(family, dst_ip)}
+            if has_ports:
+                source["port"] = src_port
+                destination["port"] = dst_port
+            if src_mac is not None:
+                source["mac"] = macs_get(src_mac) or mac_text(src_mac)
+            if dst_mac is not None:
+                destination["mac"] = macs_get(dst_mac) or mac_text(dst_mac)
+            parts = endpoints[key] = (network, source, destination)
+            return parts
 
         def packet(frame: Frame, pkt: Packet) -> dict[str, Any]:
             """The packet event of a decoded frame, or its anomaly event if decoding stopped."""
@@ -164,7 +183,6 @@ class EcsMapper:
             if seconds != second_text[1]:
                 second_text[0] = format_timestamp(seconds * 1_000_000_000)[:-10]
                 second_text[1] = seconds
-            network: dict[str, Any] = {"bytes": origlen, "packets": 1}
             pcap: dict[str, Any] = {
                 "file": path,
                 "frame": index,
@@ -183,66 +201,48 @@ class EcsMapper:
                     "dataset": DATASET_PACKET if error is None else DATASET_ANOMALY,
                     "module": MODULE,
                 },
-                "network": network,
+                "network": None,  # keeps the key order the same for every event
                 "pcap": pcap,
             }
             if src_ip is not None:
-                network["type"] = network_types[ip_version]
-                network["iana_number"] = iana_numbers[protocol]
-                name = transport_names_get(protocol)
-                if name is not None:
-                    network["transport"] = name
                 if src_port is not None:
-                    flow_key = (protocol, src_ip, dst_ip, src_port, dst_port)
-                    texts = flows_get(flow_key) or flow_texts(flow_key)
-                    source = {"ip": texts[0], "port": src_port}
-                    destination = {"ip": texts[1], "port": dst_port}
+                    key = (protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, True)
                     if tcp_flags is not None:
-                        pcap["tcp"] = {
-                            "flags": tcp_flag_names[tcp_flags],
-                            "seq": tcp_seq,
-                            "ack": tcp_ack,
-                            "window": tcp_window,
-                        }
+                        pcap["tcp_flags"] = tcp_flag_names[tcp_flags]
+                        pcap["tcp_seq"] = tcp_seq
+                        pcap["tcp_ack"] = tcp_ack
+                        pcap["tcp_window"] = tcp_window
                 else:
-                    # ICMP type and code stand in for ports in the community id.
-                    flow_key = (protocol, src_ip, dst_ip, icmp_type, icmp_code)
-                    texts = flows_get(flow_key) or flow_texts(flow_key)
-                    source = {"ip": texts[0]}
-                    destination = {"ip": texts[1]}
+                    key = (protocol, src_ip, dst_ip, icmp_type, icmp_code, src_mac, dst_mac, False)
                     if icmp_type is not None:
-                        pcap["icmp"] = {"type": icmp_type, "code": icmp_code}
-                if texts[2] is not None:
-                    network["community_id"] = texts[2]
+                        pcap["icmp_type"] = icmp_type
+                        pcap["icmp_code"] = icmp_code
+                parts = endpoints_get(key) or endpoint_parts(key, ip_version)  # type: ignore[arg-type]
+                network = parts[0].copy()
+                event["source"] = parts[1].copy()
+                event["destination"] = parts[2].copy()
+                pcap["ttl"] = ttl
                 if fragment_offset or more_fragments:
-                    pcap["ip"] = {
-                        "ttl": ttl,
-                        "id": ip_id,
-                        "fragment_offset": fragment_offset,
-                        "more_fragments": more_fragments,
-                    }
-                else:
-                    pcap["ip"] = {"ttl": ttl}
-                if src_mac is not None:
-                    source["mac"] = macs_get(src_mac) or mac_text(src_mac)
-                if dst_mac is not None:
-                    destination["mac"] = macs_get(dst_mac) or mac_text(dst_mac)
-                event["source"] = source
-                event["destination"] = destination
+                    pcap["ip_id"] = ip_id
+                    pcap["fragment_offset"] = fragment_offset
+                    pcap["more_fragments"] = more_fragments
             else:
+                network = {"packets": 1}
                 if ethertype is not None:
                     pcap["ethertype"] = ethertype
                 if src_mac is not None:
                     event["source"] = {"mac": macs_get(src_mac) or mac_text(src_mac)}
                 if dst_mac is not None:
                     event["destination"] = {"mac": macs_get(dst_mac) or mac_text(dst_mac)}
+            network["bytes"] = origlen
+            event["network"] = network
             if vlan_id is not None:
                 network["vlan"] = {"id": str(vlan_id)}
                 if inner_vlan_id is not None:
                     network["inner"] = {"vlan": {"id": str(inner_vlan_id)}}
             if error is not None:
                 event["error"] = {"type": error, "message": error_detail}
-                pcap["anomaly"] = {"layer": error_layer}
+                pcap["anomaly_layer"] = error_layer
             return event
 
         return packet
@@ -269,6 +269,7 @@ class EcsMapper:
                 "file": self.capture_path,
                 "frame": err.index,
                 "offset": err.offset,
-                "anomaly": {"layer": "capture", "fatal": err.fatal},
+                "anomaly_layer": "capture",
+                "anomaly_fatal": err.fatal,
             },
         }
