@@ -6,7 +6,7 @@ function of (link type, bytes), `EcsMapper` turns records into dicts just before
 serialises them, and sinks receive whole NDJSON chunks.
 
 Work is done a batch of frames at a time: one ``b"".join`` and one sink write per batch keep
-the per-packet cost at a decode, a map and a ``dumps`` (NOTES.md: per-record writes cost more
+the per-packet cost at a decode and an encode (NOTES.md: per-record writes cost more
 than the compression).
 """
 
@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 
-from pipeline.capture import CaptureOpenError, Frame, open_capture
-from pipeline.decode.packet import decode_packet
+from pipeline.capture import CaptureOpenError, Frame, FramingError, open_capture
+from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key
+from pipeline.events.ecs_lines import PacketLineEncoder
 from pipeline.inputs import STDIN, InputError, expand_inputs
 from pipeline.sinks.background import BackgroundSink
 from pipeline.sinks.files import (
@@ -118,24 +119,42 @@ def plan_outputs(inputs: list[str], out_dir: str, options: ConvertOptions) -> li
 class FrameConverter:
     """Turns batches of one capture's records into events, keeping that file's accounting.
 
-    `run` is the per-packet hot loop. It hands each event to `emit` as soon as it is built —
-    the converter serialises it there and then — so only one event dict is alive at a time:
+    `run` is the per-packet hot loop. With ``serialise=True`` (the converter) every event is
+    appended as its NDJSON line, written by `PacketLineEncoder` straight from the records;
+    otherwise (the API) as its dict. Either way an event is finished as soon as it is built:
     holding a batch of 1024 event dicts made mapping 2.5x slower (allocator and cyclic-GC
-    work on ~10k live containers; measured in bench/RESULTS.md's notes).
+    work on ~10k live containers).
     """
 
-    def __init__(self, capture_name: str, stats: FileStats, options: ConvertOptions) -> None:
+    def __init__(
+        self, capture_name: str, stats: FileStats, options: ConvertOptions, serialise: bool
+    ) -> None:
         self.capture_name = capture_name
         self.stats = stats
+        self.serialise = serialise
         self.want_packet = "packet" in options.extract
         self.want_anomaly = "anomaly" in options.extract
-        self.mapper: EcsMapper | None = None
+        self.last_ts_ns = 0  # of the last frame, for framing errors (which carry no time)
+        self._packet_event: Callable[[Frame, Packet], Any] | None = None
+        self._framing_event: Callable[[FramingError, int], Any] | None = None
 
-    def run(self, batch: list[Any], emit: Callable[[dict[str, Any]], Any]) -> None:
-        mapper = self.mapper
-        if mapper is None:
-            mapper = self.mapper = EcsMapper(self.capture_name, capture_key(batch[0]))
-        packet_event = mapper.packet
+    def _start(self, first: Frame | FramingError) -> None:
+        mapper = EcsMapper(self.capture_name, capture_key(first))
+        if self.serialise:
+            self._packet_event = PacketLineEncoder(mapper).line
+            self._framing_event = lambda err, ts: orjson.dumps(
+                mapper.framing_error(err, ts), option=orjson.OPT_APPEND_NEWLINE
+            )
+        else:
+            self._packet_event = mapper.packet
+            self._framing_event = mapper.framing_error
+
+    def run(self, batch: list[Frame | FramingError], append: Callable[[Any], None]) -> None:
+        if self._packet_event is None:
+            self._start(batch[0])
+        packet_event = self._packet_event
+        framing_event = self._framing_event
+        assert packet_event is not None and framing_event is not None
         want_packet = self.want_packet
         want_anomaly = self.want_anomaly
         decode = decode_packet
@@ -144,24 +163,27 @@ class FrameConverter:
         anomalies = stats.anomalies
         decoded = 0
         anomaly_events = 0
+        last_ts_ns = self.last_ts_ns
         for record in batch:
             if record.__class__ is frame_class:
-                pkt = decode(record.link_type, record.data)
+                pkt = decode(record.link_type, record.data)  # type: ignore[union-attr,arg-type]
                 error = pkt.error
                 if error is None:
                     decoded += 1
                     if want_packet:
-                        emit(packet_event(record, pkt))
+                        append(packet_event(record, pkt))  # type: ignore[arg-type]
                 else:
                     anomalies[error] += 1
                     if want_anomaly:
-                        emit(packet_event(record, pkt))
+                        append(packet_event(record, pkt))  # type: ignore[arg-type]
                         anomaly_events += 1
             else:
-                anomalies[record.reason] += 1
+                anomalies[record.reason] += 1  # type: ignore[union-attr]
                 if want_anomaly:
-                    emit(mapper.framing_error(record))
+                    last_ts_ns = _last_timestamp(batch, record, last_ts_ns)
+                    append(framing_event(record, last_ts_ns))  # type: ignore[arg-type]
                     anomaly_events += 1
+        self.last_ts_ns = _last_timestamp(batch, None, last_ts_ns)
         # Counters live in locals and are added once per batch, not once per packet.
         stats.frames += len(batch)
         stats.decoded += decoded
@@ -171,12 +193,26 @@ class FrameConverter:
             stats.events["anomaly"] += anomaly_events
 
 
+def _last_timestamp(
+    batch: list[Frame | FramingError], before: FramingError | None, default: int
+) -> int:
+    """The timestamp of the last Frame in `batch` before `before` (or at all), else `default`.
+
+    Looked up only where needed — once per batch and per framing error — so the hot loop
+    does not track it per packet.
+    """
+    end = len(batch) if before is None else batch.index(before)
+    for i in range(end - 1, -1, -1):
+        record = batch[i]
+        if isinstance(record, Frame):
+            return record.ts_ns
+    return default
+
+
 def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
     """Convert one capture into `sink` (which the caller closes or aborts)."""
     stats = FileStats(path=path)
     started = time.perf_counter()
-    dumps = orjson.dumps
-    newline = orjson.OPT_APPEND_NEWLINE
     try:
         capture = open_capture(path)
     except CaptureOpenError as exc:
@@ -187,14 +223,9 @@ def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
     with capture:
         stats.format = capture.format
         stats.compression = capture.compression
-        converter = FrameConverter(capture.name, stats, options)
+        converter = FrameConverter(capture.name, stats, options, serialise=True)
         batches = capture.batches(options.batch_frames)
         lines: list[bytes] = []
-        append = lines.append
-
-        def emit(event: dict[str, Any]) -> None:
-            append(dumps(event, option=newline))
-
         while True:
             try:
                 batch = next(batches)
@@ -206,7 +237,7 @@ def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
                 stats.status = STATUS_PARTIAL
                 stats.error = f"read error: {exc!r}"
                 break
-            converter.run(batch, emit)
+            converter.run(batch, lines.append)
             if lines:
                 sink.write(b"".join(lines))
                 lines.clear()
@@ -295,7 +326,7 @@ def read_events(path: str, extract: Iterable[str] = DEFAULT_EXTRACT) -> Iterator
     options = ConvertOptions(extract=tuple(extract))
     options.validate()
     with open_capture(path) as capture:
-        converter = FrameConverter(capture.name, FileStats(path=path), options)
+        converter = FrameConverter(capture.name, FileStats(path=path), options, serialise=False)
         for batch in capture.batches(options.batch_frames):
             events: list[dict[str, Any]] = []
             converter.run(batch, events.append)

@@ -55,7 +55,7 @@ _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 _CATEGORY_NETWORK = ("network",)
 _TYPE_INFO = ("info",)
 _TYPE_ERROR = ("error",)
-_TCP_FLAGS = tuple(
+TCP_FLAG_NAME_SETS = tuple(
     tuple(name for bit, name in enumerate(TCP_FLAG_NAMES) if value >> bit & 1)
     for value in range(1 << len(TCP_FLAG_NAMES))
 )
@@ -81,6 +81,40 @@ def format_timestamp(ts_ns: int) -> str:
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
 
 
+def endpoint_parts(
+    key: tuple[Any, ...], ip_version: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The parts of a packet event that one flow direction shares: network, source, destination.
+
+    `key` is ``(protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, has_ports)``;
+    for ICMP the type and code stand in for the ports (the community id spec), and
+    ``has_ports`` says whether they are ports to show.
+    """
+    protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, has_ports = key
+    family = socket.AF_INET if ip_version == 4 else socket.AF_INET6
+    network: dict[str, Any] = {
+        "packets": 1,
+        "type": _NETWORK_TYPES[ip_version],
+        "iana_number": _IANA_NUMBERS[protocol],
+    }
+    name = TRANSPORT_NAMES.get(protocol)
+    if name is not None:
+        network["transport"] = name
+    cid = community_id(protocol, src_ip, dst_ip, src_port, dst_port)
+    if cid is not None:
+        network["community_id"] = cid
+    source: dict[str, Any] = {"ip": socket.inet_ntop(family, src_ip)}
+    destination: dict[str, Any] = {"ip": socket.inet_ntop(family, dst_ip)}
+    if has_ports:
+        source["port"] = src_port
+        destination["port"] = dst_port
+    if src_mac is not None:
+        source["mac"] = src_mac.hex("-").upper()
+    if dst_mac is not None:
+        destination["mac"] = dst_mac.hex("-").upper()
+    return network, source, destination
+
+
 class EcsMapper:
     """Turns the records of one capture into ECS event dicts.
 
@@ -92,7 +126,6 @@ class EcsMapper:
     def __init__(self, capture_path: str, capture_key: str) -> None:
         self.capture_path = capture_path
         self.capture_key = capture_key
-        self.last_ts_ns = 0
         self.packet = self._packet_mapper()
 
     def _packet_mapper(self) -> Callable[[Frame, Packet], dict[str, Any]]:
@@ -102,48 +135,18 @@ class EcsMapper:
         # network (type, transport, community id), source and destination (ip, port, mac) —
         # built once and copied per packet (a dict copy is cheaper than building it again, and
         # the copy keeps every event independent for callers who change them).
-        endpoints: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
+        endpoints: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
         endpoints_get = endpoints.get
-        macs: dict[bytes, str] = {}
-        macs_get = macs.get
-        tcp_flag_names = _TCP_FLAGS
+        tcp_flag_names = TCP_FLAG_NAME_SETS
         ecs = {"version": ECS_VERSION}
         second_text = ["", None]  # [rendered "YYYY-MM-DDTHH:MM:SS.", its second]
-        mapper = self
 
-        def mac_text(mac: bytes) -> str:
-            if len(macs) >= MEMO_SIZE:
-                macs.clear()
-            text = macs[mac] = mac.hex("-").upper()
-            return text
-
-        def endpoint_parts(key: tuple[Any, ...], ip_version: int) -> tuple[dict[str, Any], ...]:
-            protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, has_ports = key
+        def memo_endpoint_parts(
+            key: tuple[Any, ...], ip_version: int
+        ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
             if len(endpoints) >= MEMO_SIZE:
                 endpoints.clear()
-            family = socket.AF_INET if ip_version == 4 else socket.AF_INET6
-            network: dict[str, Any] = {
-                "packets": 1,
-                "type": _NETWORK_TYPES[ip_version],
-                "iana_number": _IANA_NUMBERS[protocol],
-            }
-            name = TRANSPORT_NAMES.get(protocol)
-            if name is not None:
-                network["transport"] = name
-            # For ICMP the type and code stand in for the ports (community id spec).
-            cid = community_id(protocol, src_ip, dst_ip, src_port, dst_port)
-            if cid is not None:
-                network["community_id"] = cid
-            source: dict[str, Any] = {"ip": socket.inet_ntop(family, src_ip)}
-            destination: dict[str, Any] = {"ip": socket.inet_ntop(family, dst_ip)}
-            if has_ports:
-                source["port"] = src_port
-                destination["port"] = dst_port
-            if src_mac is not None:
-                source["mac"] = macs_get(src_mac) or mac_text(src_mac)
-            if dst_mac is not None:
-                destination["mac"] = macs_get(dst_mac) or mac_text(dst_mac)
-            parts = endpoints[key] = (network, source, destination)
+            parts = endpoints[key] = endpoint_parts(key, ip_version)
             return parts
 
         def packet(frame: Frame, pkt: Packet) -> dict[str, Any]:
@@ -178,7 +181,6 @@ class EcsMapper:
                 error_layer,
                 error_detail,
             ) = pkt
-            mapper.last_ts_ns = ts_ns
             seconds, nanos = divmod(ts_ns, 1_000_000_000)
             if seconds != second_text[1]:
                 second_text[0] = format_timestamp(seconds * 1_000_000_000)[:-10]
@@ -217,7 +219,7 @@ class EcsMapper:
                     if icmp_type is not None:
                         pcap["icmp_type"] = icmp_type
                         pcap["icmp_code"] = icmp_code
-                parts = endpoints_get(key) or endpoint_parts(key, ip_version)  # type: ignore[arg-type]
+                parts = endpoints_get(key) or memo_endpoint_parts(key, ip_version)  # type: ignore[arg-type]
                 network = parts[0].copy()
                 event["source"] = parts[1].copy()
                 event["destination"] = parts[2].copy()
@@ -231,9 +233,9 @@ class EcsMapper:
                 if ethertype is not None:
                     pcap["ethertype"] = ethertype
                 if src_mac is not None:
-                    event["source"] = {"mac": macs_get(src_mac) or mac_text(src_mac)}
+                    event["source"] = {"mac": src_mac.hex("-").upper()}
                 if dst_mac is not None:
-                    event["destination"] = {"mac": macs_get(dst_mac) or mac_text(dst_mac)}
+                    event["destination"] = {"mac": dst_mac.hex("-").upper()}
             network["bytes"] = origlen
             event["network"] = network
             if vlan_id is not None:
@@ -247,14 +249,14 @@ class EcsMapper:
 
         return packet
 
-    def framing_error(self, err: FramingError) -> dict[str, Any]:
+    def framing_error(self, err: FramingError, ts_ns: int) -> dict[str, Any]:
         """The anomaly event of a record the capture reader could not read.
 
-        It has no timestamp of its own: it takes the last good frame's, so that a time-sorted
-        index shows it where it happened.
+        It has no timestamp of its own: the caller passes the last good frame's, so that a
+        time-sorted index shows it where it happened.
         """
         return {
-            "@timestamp": format_timestamp(self.last_ts_ns),
+            "@timestamp": format_timestamp(ts_ns),
             "ecs": {"version": ECS_VERSION},
             "event": {
                 "id": f"{self.capture_key}-{err.index}",
