@@ -15,9 +15,8 @@ from typing import Any
 from bench.conftest import PACKETS, run_pedantic
 from bench.peers import naive_dpkt_fields, naive_dpkt_ndjson_zstd
 from pipeline.capture import Frame, open_capture
-from pipeline.convert import ConvertOptions, convert_file
+from pipeline.convert import convert
 from pipeline.decode.packet import decode_packet
-from pipeline.sinks.files import FileSink
 
 
 def test_peer_naive_dpkt_fields(benchmark: Any, mix_capture: Path) -> None:
@@ -55,12 +54,15 @@ def test_framing_and_decode(benchmark: Any, mix_capture: Path) -> None:
 
 
 def test_end_to_end_single_process(benchmark: Any, mix_capture: Path, tmp_path: Path) -> None:
-    """Framing + decode + ECS packet events + orjson + zstd level 3 into a file."""
+    """`pipeline.convert` in one process: framing + decode + packet events + zstd 3 to a file.
+
+    The same path as ``pcap-ingest convert --workers 0``: NDJSON lines from the records
+    (`PacketLineEncoder`), compressed and written on the sink's writer thread.
+    """
 
     def convert_all() -> None:
-        sink = FileSink(str(tmp_path), "bench", "zstd", 3)
-        stats = convert_file(str(mix_capture), sink, ConvertOptions())
-        sink.close()
+        run = convert([str(mix_capture)], str(tmp_path), force=True)
+        (stats,) = run.files
         assert stats.frames == PACKETS and stats.accounted
 
     run_pedantic(benchmark, convert_all, PACKETS)

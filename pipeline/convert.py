@@ -139,7 +139,11 @@ class FrameConverter:
         self._framing_event: Callable[[FramingError, int], Any] | None = None
 
     def _start(self, first: Frame | FramingError) -> None:
-        mapper = EcsMapper(self.capture_name, capture_key(first))
+        self.start_with_key(capture_key(first))
+
+    def start_with_key(self, key: str) -> None:
+        """Name the capture's events ``key-<frame>`` (the reader derived `key`)."""
+        mapper = EcsMapper(self.capture_name, key)
         if self.serialise:
             self._packet_event = PacketLineEncoder(mapper).line
             self._framing_event = lambda err, ts: orjson.dumps(
@@ -149,7 +153,13 @@ class FrameConverter:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
 
-    def run(self, batch: list[Frame | FramingError], append: Callable[[Any], None]) -> None:
+    def run(
+        self,
+        batch: list[Frame | FramingError],
+        append: Callable[[Any], None],
+        indices: list[int] | None = None,
+    ) -> None:
+        """Append the events of `batch`; with `indices`, also each event's frame number."""
         if self._packet_event is None:
             self._start(batch[0])
         packet_event = self._packet_event
@@ -172,18 +182,26 @@ class FrameConverter:
                     decoded += 1
                     if want_packet:
                         append(packet_event(record, pkt))  # type: ignore[arg-type]
+                        if indices is not None:
+                            indices.append(record.index)
                 else:
                     anomalies[error] += 1
                     if want_anomaly:
                         append(packet_event(record, pkt))  # type: ignore[arg-type]
                         anomaly_events += 1
+                        if indices is not None:
+                            indices.append(record.index)
             else:
                 anomalies[record.reason] += 1  # type: ignore[union-attr]
                 if want_anomaly:
-                    last_ts_ns = _last_timestamp(batch, record, last_ts_ns)
-                    append(framing_event(record, last_ts_ns))  # type: ignore[arg-type]
+                    ts_ns = record.ts_ns  # type: ignore[union-attr]
+                    if ts_ns < 0:
+                        ts_ns = last_ts_ns = last_timestamp(batch, record, last_ts_ns)
+                    append(framing_event(record, ts_ns))  # type: ignore[arg-type]
                     anomaly_events += 1
-        self.last_ts_ns = _last_timestamp(batch, None, last_ts_ns)
+                    if indices is not None:
+                        indices.append(record.index)
+        self.last_ts_ns = last_timestamp(batch, None, last_ts_ns)
         # Counters live in locals and are added once per batch, not once per packet.
         stats.frames += len(batch)
         stats.decoded += decoded
@@ -193,7 +211,7 @@ class FrameConverter:
             stats.events["anomaly"] += anomaly_events
 
 
-def _last_timestamp(
+def last_timestamp(
     batch: list[Frame | FramingError], before: FramingError | None, default: int
 ) -> int:
     """The timestamp of the last Frame in `batch` before `before` (or at all), else `default`.

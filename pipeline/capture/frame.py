@@ -35,6 +35,9 @@ class FramingError(NamedTuple):
     reason: str
     detail: str  # one human line: what was wrong, with the numbers
     fatal: bool  # True when the reader stopped reading this capture here
+    # The last good frame's timestamp (a bad record has none of its own): -1 until whoever
+    # sees the frames in order fills it in (the multiprocess reader, before it splits a batch).
+    ts_ns: int = -1
 
 
 # Typed reasons for a record that cannot be read. They become anomaly event reasons.

@@ -83,7 +83,11 @@ COMMUNITY_ID_CACHE_SIZE = 1 << 16
 
 
 class CommunityIdCache:
-    """Memoises `community_id` per flow tuple: most packets belong to a flow seen before."""
+    """Memoises `community_id` per flow: most packets belong to a flow seen before.
+
+    Keys are canonical (the lower endpoint first), so both directions share one entry —
+    except for ICMP, whose one-way messages hash by direction.
+    """
 
     __slots__ = ("_cache", "seed")
 
@@ -99,7 +103,14 @@ class CommunityIdCache:
         src_port: int | None,
         dst_port: int | None,
     ) -> str | None:
-        key = (protocol, src_ip, dst_ip, src_port, dst_port)
+        if (
+            protocol != PROTO_ICMP
+            and protocol != PROTO_ICMPV6
+            and (src_ip, src_port or 0) > (dst_ip, dst_port or 0)
+        ):
+            key = (protocol, dst_ip, src_ip, dst_port, src_port)
+        else:
+            key = (protocol, src_ip, dst_ip, src_port, dst_port)
         value = self._cache.get(key, False)
         if value is False:
             if len(self._cache) >= COMMUNITY_ID_CACHE_SIZE:

@@ -8,7 +8,7 @@ Why: building the event dict and serialising it cost ~4 µs a packet (3 µs of d
 ``dumps``); one ``bytes %`` with pre-rendered pieces costs ~0.8 µs, and that difference is
 what lets a single process beat the naive dpkt converter twice over (bench/RESULTS.md).
 What varies per flow direction (addresses, ports, MACs, community id) is rendered once, by
-orjson from `endpoint_parts`' dicts, and memoised as JSON fragments; every string in a
+orjson from `EndpointTexts.endpoint_parts`' dicts, and memoised as JSON fragments; every string in a
 template is either a fixed ASCII name, a number, or a fragment orjson produced, so the
 output is valid JSON by construction. tests/test_ecs_lines.py checks, on every packet of the
 reference captures and the generated mix, that the bytes equal the dict path's byte for byte.
@@ -32,7 +32,6 @@ from pipeline.events.ecs import (
     MODULE,
     TCP_FLAG_NAME_SETS,
     EcsMapper,
-    endpoint_parts,
     format_timestamp,
 )
 
@@ -93,6 +92,7 @@ class PacketLineEncoder:
         # Per flow direction: (network fields without "bytes", "source":…,"destination":…).
         fragments: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
         fragments_get = fragments.get
+        endpoint_parts = mapper.texts.endpoint_parts
         tcp_flag_json = _TCP_FLAG_JSON
         template_tcp, template_icmp, template_other = TEMPLATE_TCP, TEMPLATE_ICMP, TEMPLATE_OTHER
         second_text = [b"", None]  # [rendered b"YYYY-MM-DDTHH:MM:SS.", its second]

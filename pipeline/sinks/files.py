@@ -34,12 +34,17 @@ def output_suffix(compression: str) -> str:
 
 
 class _Writer:
-    """One output stream: optional zstd framing over a binary file object."""
+    """One output stream: optional zstd framing over a binary file object.
 
-    def __init__(self, raw: BinaryIO, compression: str, level: int) -> None:
+    ``precompressed`` chunks are written as they are: the multiprocess runtime's workers
+    compress their own output into whole zstd frames, and concatenated frames are one valid
+    zstd stream.
+    """
+
+    def __init__(self, raw: BinaryIO, compression: str, level: int, precompressed: bool) -> None:
         self.raw = raw
         self._zstd = None
-        if compression == "zstd":
+        if compression == "zstd" and not precompressed:
             # closefd=False: we close (or keep, for stdout) the raw stream ourselves.
             self._zstd = zstandard.ZstdCompressor(level=level).stream_writer(
                 raw, closefd=False, write_return_read=True
@@ -69,9 +74,11 @@ class FileSink:
         compression: str = "zstd",
         level: int = DEFAULT_ZSTD_LEVEL,
         rotate_bytes: int | None = None,
+        precompressed: bool = False,
     ) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
+        self.precompressed = precompressed
         self.directory = directory
         self.stem = stem
         self.compression = compression
@@ -93,7 +100,7 @@ class FileSink:
         self._part += 1
         self._path = os.path.join(self.directory, name)
         self._file = open(self._path + PARTIAL_SUFFIX, "wb")  # noqa: SIM115 - closed in _finish
-        self._writer = _Writer(self._file, self.compression, self.level)
+        self._writer = _Writer(self._file, self.compression, self.level, self.precompressed)
 
     def _finish(self) -> None:
         if self._writer is None or self._file is None or self._path is None:
@@ -131,12 +138,17 @@ class FileSink:
 class StdoutSink:
     """NDJSON on standard output (``-o -``). A closed pipe ends the run quietly (see cli)."""
 
-    def __init__(self, compression: str = "none", level: int = DEFAULT_ZSTD_LEVEL) -> None:
+    def __init__(
+        self,
+        compression: str = "none",
+        level: int = DEFAULT_ZSTD_LEVEL,
+        precompressed: bool = False,
+    ) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {compression!r}")
         self.paths: list[str] = []
         self.bytes_written = 0
-        self._writer = _Writer(sys.stdout.buffer, compression, level)
+        self._writer = _Writer(sys.stdout.buffer, compression, level, precompressed)
 
     def write(self, chunk: bytes) -> None:
         self._writer.write(chunk)
