@@ -281,6 +281,11 @@ def convert(
     level: int = DEFAULT_ZSTD_LEVEL,
     rotate_bytes: int | None = None,
     force: bool = False,
+    workers: int = 0,
+    ordered: bool = False,
+    batch_frames: int | None = None,
+    progress: str | None = None,
+    on_engine: Callable[[Any], None] | None = None,
 ) -> RunStats:
     """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout).
 
@@ -288,6 +293,12 @@ def convert(
     run's statistics. Raises `InputError` for usage errors (missing input, unknown dataset,
     existing output without `force`) before anything is written. Output compression defaults
     to zstd for files and none for stdout.
+
+    ``workers=0`` converts in this process; ``workers=N`` runs the multiprocess engine (one
+    reader, N flow-affine workers; `ordered` makes the files byte-identical for any N, and
+    `progress` is None, "tty" or "json"). `on_engine` receives the engine before it starts,
+    so a caller can wire signals to its ``request_stop``. Raises
+    `pipeline.runtime.engine.EngineFailed` when a process dies.
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -301,7 +312,26 @@ def convert(
         force=force,
     )
     options.validate()
+    if workers < 0:
+        raise InputError(f"--workers must be 0 or more, not {workers}")
     paths = expand_inputs(list(inputs), recursive=recursive)
+    if workers > 0:
+        from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES, Engine, EngineOptions
+
+        engine = Engine(
+            paths,
+            out,
+            options,
+            EngineOptions(
+                workers=workers,
+                ordered=ordered,
+                batch_frames=batch_frames or DEFAULT_BATCH_FRAMES,
+                progress=progress,
+            ),
+        )
+        if on_engine is not None:
+            on_engine(engine)
+        return engine.run()
     run = RunStats()
     started = time.perf_counter()
     if out == "-":

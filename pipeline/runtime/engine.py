@@ -1,0 +1,432 @@
+"""The coordinator: start the reader and the workers, write what they produce, watch them.
+
+Process shape (see messages.py for what travels where):
+
+    reader ──batches──▶ worker 0..N-1 ──NDJSON──▶ coordinator (this process) ──▶ sinks
+
+The coordinator stays light: in unordered mode (the default) workers send finished zstd
+frames and it only appends bytes; with ``ordered`` it merges each batch's lines by frame
+number (a numpy argsort) and compresses on the sink's writer thread, so the output files
+are byte-identical for any worker count.
+
+Faults: a worker or reader that dies fails the run within a poll interval (`POLL_SECONDS`)
+naming the process and the input; every output not complete is removed (only complete
+files ever carry their final name). `request_stop` (SIGINT/SIGTERM) stops the reader,
+lets the workers drain what was read, and closes the outputs cleanly. Every child is
+reaped before `run_engine` returns or raises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import numpy as np
+import orjson
+
+from pipeline.convert import ConvertOptions, output_stem, plan_outputs
+from pipeline.runtime.messages import (
+    BatchOutput,
+    ReaderDone,
+    ReaderFile,
+    ReaderProgress,
+    WorkerFailed,
+    WorkerFileDone,
+)
+from pipeline.runtime.reader import reader_main
+from pipeline.runtime.worker import worker_main
+from pipeline.sinks.background import BackgroundSink
+from pipeline.sinks.files import FileSink, Sink, StdoutSink
+from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
+
+# How often the coordinator checks its children when no message comes: the bound on how long
+# a dead worker goes unnoticed.
+POLL_SECONDS = 0.2
+# Batches each worker's inbox holds. With DEFAULT_BATCH_FRAMES packets a batch, this bounds
+# the packets in flight (and, for unmapped input, their bytes) to workers x this x batch.
+QUEUE_BATCHES = 4
+# Packets per reader batch: large enough that routing's numpy calls and the queue puts are
+# amortised (measured: the reader's cost per packet halves from 1024 to 4096).
+DEFAULT_BATCH_FRAMES = 4096
+STATUS_INTERRUPTED = "interrupted"
+
+
+class EngineFailed(Exception):
+    """The run could not go on (a process died or failed): one line saying which, on what."""
+
+
+@dataclass
+class _FileState:
+    stats: FileStats
+    sink: Sink | None = None
+    batches_expected: int | None = None  # known when the reader is done with the file
+    workers_done: int = 0
+    reader_done: ReaderDone | None = None
+    next_batch: int = 0  # ordered: the next batch to write
+    pending: dict[int, list[BatchOutput]] = field(default_factory=dict)  # ordered: parts
+    position: int = 0
+    size: int = 0
+
+
+@dataclass
+class EngineOptions:
+    workers: int
+    ordered: bool = False
+    batch_frames: int = DEFAULT_BATCH_FRAMES
+    queue_batches: int = QUEUE_BATCHES
+    progress: str | None = None  # None, "tty" or "json"
+    progress_interval: float = 1.0
+
+
+def _set_parent_death_signal() -> None:
+    """Ask Linux to SIGKILL this child if the coordinator dies: no orphans, even on kill -9."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child(target: Any, *args: Any) -> None:
+    _set_parent_death_signal()
+    target(*args)
+
+
+class Engine:
+    def __init__(
+        self, paths: list[str], out: str, options: ConvertOptions, engine: EngineOptions
+    ) -> None:
+        self.paths = paths
+        self.out = out
+        self.options = options
+        self.engine = engine
+        self.stop_signal: int | None = None
+        self.files: dict[int, _FileState] = {}
+        self.run_stats = RunStats()
+        methods = multiprocessing.get_all_start_methods()
+        self.ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self.processes: list[Any] = []
+        self._stdout: Sink | None = None
+        self._stems: list[str] = []
+        self._started = 0.0
+        self._last_progress = 0.0
+        self._events = 0
+        self._finished: dict[int, FileStats] = {}
+        self.stop_event: Any = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def request_stop(self, signum: int) -> None:
+        """Stop reading; what was read is still converted and written (SIGINT/SIGTERM)."""
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            if self.stop_event is not None:
+                self.stop_event.set()
+
+    def run(self) -> RunStats:
+        n = self.engine.workers
+        if self.out != "-":
+            self._stems = plan_outputs(self.paths, self.out, self.options)
+            os.makedirs(self.out, exist_ok=True)
+        self.stop_event = self.ctx.Event()
+        self.inboxes = [self.ctx.Queue(maxsize=self.engine.queue_batches) for _ in range(n)]
+        # Enough room for every worker's in-flight batches plus the reader's small notes.
+        self.results = self.ctx.Queue(maxsize=max(64, 4 * n * self.engine.queue_batches))
+        for worker in range(n):
+            process = self.ctx.Process(
+                target=_child,
+                args=(
+                    worker_main,
+                    worker,
+                    self.inboxes[worker],
+                    self.results,
+                    self.options,
+                    self.engine.ordered,
+                ),
+                name=f"pcap-ingest worker {worker}",
+                daemon=True,
+            )
+            self.processes.append(process)
+        self.reader = self.ctx.Process(
+            target=_child,
+            args=(
+                reader_main,
+                self.paths,
+                self.inboxes,
+                self.results,
+                self.engine.batch_frames,
+                self.stop_event,
+            ),
+            name="pcap-ingest reader",
+            daemon=True,
+        )
+        self.processes.append(self.reader)
+        for process in self.processes:
+            process.start()
+        self._started = time.perf_counter()
+        try:
+            self._loop()
+        except BaseException:
+            self._abort()
+            raise
+        self._reap(timeout=10.0)
+        self.run_stats.files = [self._finished[n] for n in sorted(self._finished)]
+        self.run_stats.seconds = time.perf_counter() - self._started
+        self._progress(final=True)
+        return self.run_stats
+
+    def _loop(self) -> None:
+        done_files = 0
+        total = len(self.paths)
+        while done_files < total:
+            try:
+                message = self.results.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                message = None
+            if message is not None:
+                done_files += self._handle(message)
+            self._check_children()
+            self._progress()
+            if self.stop_signal is not None and self._all_read_and_drained():
+                break
+        self._close_stdout()
+
+    def _all_read_and_drained(self) -> bool:
+        """After a stop: every file the reader started has been finalised."""
+        return not self.reader.is_alive() and all(
+            state.sink is None and state.reader_done is not None for state in self.files.values()
+        )
+
+    # -- messages -----------------------------------------------------------------------
+
+    def _handle(self, message: Any) -> int:
+        if isinstance(message, BatchOutput):
+            self._on_output(message)
+            return 0
+        if isinstance(message, ReaderProgress):
+            state = self.files[message.file_no]
+            state.position = message.position
+            return 0
+        if isinstance(message, WorkerFileDone):
+            state = self.files[message.file_no]
+            stats = state.stats
+            stats.decoded += message.stats["decoded"]
+            stats.anomalies.update(message.stats["anomalies"])
+            stats.events.update(message.stats["events"])
+            state.workers_done += 1
+            return self._maybe_finish(message.file_no)
+        if isinstance(message, ReaderFile):
+            self._on_file(message)
+            return 0
+        if isinstance(message, ReaderDone):
+            state = self.files[message.file_no]
+            state.reader_done = message
+            state.batches_expected = message.batches
+            state.stats.frames = message.frames
+            if message.status == STATUS_FAILED:
+                state.workers_done = self.engine.workers  # no worker saw this file
+            return self._maybe_finish(message.file_no)
+        if isinstance(message, WorkerFailed):
+            raise EngineFailed(
+                f"worker {message.worker} failed while converting "
+                f"{self._inputs_in_flight()}: {message.error}"
+            )
+        raise EngineFailed(f"unexpected message {type(message).__name__}")
+
+    def _on_file(self, message: ReaderFile) -> None:
+        stats = FileStats(path=message.path, format=message.format, compression=message.compression)
+        state = _FileState(stats=stats, size=message.size)
+        self.files[message.file_no] = state
+        if message.error is not None:
+            stats.status = STATUS_FAILED
+            stats.error = message.error
+            return
+        precompressed = not self.engine.ordered
+        if self.out == "-":
+            if self._stdout is None:
+                self._stdout = BackgroundSink(
+                    StdoutSink(self.options.compression, self.options.level, precompressed)
+                )
+            state.sink = self._stdout
+        else:
+            sink = FileSink(
+                self.out,
+                self._stems[message.file_no] if self._stems else output_stem(message.path),
+                self.options.compression,
+                self.options.level,
+                self.options.rotate_bytes,
+                precompressed=precompressed,
+            )
+            state.sink = BackgroundSink(sink) if self.engine.ordered else sink
+
+    def _on_output(self, message: BatchOutput) -> None:
+        state = self.files[message.file_no]
+        if state.sink is None:
+            return
+        if not self.engine.ordered:
+            if message.payload:
+                state.sink.write(message.payload)
+            return
+        parts = state.pending.setdefault(message.batch_no, [])
+        parts.append(message)
+        while len(state.pending.get(state.next_batch, ())) == self.engine.workers:
+            self._write_ordered(state, state.pending.pop(state.next_batch))
+            state.next_batch += 1
+
+    def _write_ordered(self, state: _FileState, parts: list[BatchOutput]) -> None:
+        indices: list[int] = []
+        lines: list[bytes] = []
+        for part in parts:
+            indices += part.indices or ()
+            lines += part.lines or ()
+        if not lines:
+            return
+        order = np.argsort(np.array(indices, dtype=np.int64), kind="stable")
+        assert state.sink is not None
+        state.sink.write(b"".join([lines[i] for i in order.tolist()]))
+
+    def _maybe_finish(self, file_no: int) -> int:
+        state = self.files[file_no]
+        done = state.reader_done
+        if done is None or state.workers_done < self.engine.workers:
+            return 0
+        stats = state.stats
+        if stats.status != STATUS_FAILED:
+            if done.interrupted:
+                stats.status = STATUS_INTERRUPTED
+                stats.error = "interrupted: stopped reading here"
+            elif done.status != STATUS_OK:
+                stats.status = STATUS_PARTIAL
+                stats.error = done.error or _framing_problems(stats)
+        sink = state.sink
+        state.sink = None
+        if sink is not None and sink is not self._stdout:
+            if stats.status in (STATUS_OK, STATUS_PARTIAL):
+                sink.close()
+            else:
+                sink.abort()
+            stats.outputs = list(getattr(sink, "paths", []))
+        stats.seconds = time.perf_counter() - self._started
+        self._events += sum(stats.events.values())
+        self._finished[file_no] = stats
+        return 1
+
+    def _close_stdout(self) -> None:
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
+
+    # -- faults -------------------------------------------------------------------------
+
+    def _inputs_in_flight(self) -> str:
+        open_files = [s.stats.path for s in self.files.values() if s.sink is not None]
+        return ", ".join(open_files) or "(between inputs)"
+
+    def _check_children(self) -> None:
+        for process in self.processes:
+            code = process.exitcode
+            if code is None or code == 0:
+                continue  # running, or done: children exit 0 only after the reader's Stop
+            cause = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            raise EngineFailed(
+                f"{process.name} (pid {process.pid}) died ({cause}) while converting "
+                f"{self._inputs_in_flight()}"
+            )
+
+    def _abort(self) -> None:
+        """Stop every child now, drop incomplete outputs, reap."""
+        self.stop_event.set()
+        for state in self.files.values():
+            if state.sink is not None and state.sink is not self._stdout:
+                with contextlib.suppress(Exception):
+                    state.sink.abort()
+                state.sink = None
+        if self._stdout is not None:
+            with contextlib.suppress(Exception):
+                self._stdout.abort()
+            self._stdout = None
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        self._reap(timeout=5.0)
+
+    def _reap(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for q in [*self.inboxes, self.results]:
+            q.cancel_join_thread()  # never block exit on a queue nobody will read
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        # Drain what is left so the queues' feeder threads can finish.
+        for q in [*self.inboxes, self.results]:
+            with contextlib.suppress(Exception):
+                while True:
+                    q.get_nowait()
+            q.close()
+
+    # -- progress -----------------------------------------------------------------------
+
+    def _progress(self, final: bool = False) -> None:
+        mode = self.engine.progress
+        if mode is None:
+            return
+        now = time.perf_counter()
+        if not final and now - self._last_progress < self.engine.progress_interval:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._started, 1e-9)
+        frames = sum(s.stats.frames or 0 for s in self.files.values())
+        read = sum((s.reader_done.frames if s.reader_done else 0) for s in self.files.values())
+        position = sum(s.position for s in self.files.values())
+        size = sum(s.size for s in self.files.values())
+        events = self._events
+        rate = (read or frames) / elapsed
+        stream: TextIO = sys.stderr
+        if mode == "json":
+            depths = []
+            for q in self.inboxes:
+                try:
+                    depths.append(q.qsize())
+                except NotImplementedError:  # macOS
+                    depths.append(-1)
+            record = {
+                "elapsed_s": round(elapsed, 3),
+                "bytes_read": position,
+                "bytes_total": size,
+                "frames": read,
+                "events": events,
+                "packets_per_second": round(rate),
+                "files_done": len(self._finished),
+                "files": len(self.paths),
+                "queue_depth": depths,
+                "final": final,
+            }
+            stream.write(orjson.dumps(record).decode() + "\n")
+        else:
+            pct = f"{100 * position / size:5.1f}%" if size else "  ?  "
+            eta = (
+                f"ETA {int((size - position) / max(position / elapsed, 1))}s"
+                if size and position
+                else ""
+            )
+            stream.write(
+                f"\r{pct} {position / 1e6:,.0f} MB  {rate:,.0f} packets/s  "
+                f"{events / elapsed:,.0f} events/s  {eta}   " + ("\n" if final else "")
+            )
+        stream.flush()
+
+
+def _framing_problems(stats: FileStats) -> str:
+    reasons = [r for r in ("length_error", "truncated", "malformed") if stats.anomalies.get(r)]
+    return "capture records: " + ", ".join(reasons) if reasons else "corrupt capture records"

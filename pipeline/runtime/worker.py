@@ -1,0 +1,143 @@
+"""A decoder worker process: batches of packet references in, finished NDJSON out.
+
+Each worker maps every input file itself (the page cache is shared, nothing is copied
+between processes), rebuilds `Frame` records from the columns it is sent, runs the same
+`FrameConverter` the single-process path runs, and sends back either one compressed zstd
+frame per batch (unordered output: the coordinator only appends bytes) or the lines with
+their frame numbers (ordered output: the coordinator merges them).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import signal
+import traceback
+from multiprocessing.queues import Queue
+from typing import Any
+
+import zstandard
+
+from pipeline.capture.frame import Frame, FramingError
+from pipeline.convert import ConvertOptions, FrameConverter
+from pipeline.runtime.messages import (
+    BatchOutput,
+    FileEnd,
+    FileStart,
+    Stop,
+    WorkBatch,
+    WorkerFailed,
+    WorkerFileDone,
+)
+from pipeline.stats import FileStats
+
+
+class _OpenFile:
+    def __init__(self, start: FileStart, options: ConvertOptions) -> None:
+        self.start = start
+        self.stats = FileStats(path=start.path)
+        self.converter = FrameConverter(start.path, self.stats, options, serialise=True)
+        self.converter.start_with_key(start.capture_key)
+        self.mapping: mmap.mmap | None = None
+        if start.mapped:
+            with open(start.path, "rb") as f:
+                self.mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def close(self) -> None:
+        if self.mapping is not None:
+            self.mapping.close()
+
+
+def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | FramingError]:
+    """Rebuild the batch's records, in frame order."""
+    source: Any = mapping if mapping is not None else batch.blob
+    new = tuple.__new__
+    records: list[Frame | FramingError] = [
+        new(Frame, (i, ts, off, cap, orig, iface, link, source[off : off + cap]))
+        for i, ts, off, cap, orig, iface, link in zip(
+            batch.index.tolist(),
+            batch.ts_ns.tolist(),
+            batch.offset.tolist(),
+            batch.caplen.tolist(),
+            batch.origlen.tolist(),
+            batch.interface.tolist(),
+            batch.link_type.tolist(),
+            strict=True,
+        )
+    ]
+    if batch.errors:
+        records.extend(batch.errors)
+        records.sort(key=lambda r: r.index)
+    return records
+
+
+def worker_main(
+    worker: int,
+    inbox: Queue[Any],
+    outbox: Queue[Any],
+    options: ConvertOptions,
+    ordered: bool,
+) -> None:
+    """Run until a Stop arrives. Any exception is reported (never raised past here)."""
+    # The coordinator decides how to stop: a Ctrl-C reaches the whole process group, and a
+    # worker that died of it would look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    files: dict[int, _OpenFile] = {}
+    compressor = (
+        zstandard.ZstdCompressor(level=options.level) if options.compression == "zstd" else None
+    )
+    try:
+        while True:
+            message = inbox.get()
+            if isinstance(message, WorkBatch):
+                open_file = files[message.file_no]
+                records = _frames(message, open_file.mapping)
+                lines: list[bytes] = []
+                indices: list[int] | None = [] if ordered else None
+                open_file.converter.run(records, lines.append, indices)
+                if ordered:
+                    payload = b""
+                else:
+                    joined = b"".join(lines)
+                    payload = compressor.compress(joined) if compressor and joined else joined
+                outbox.put(
+                    BatchOutput(
+                        worker,
+                        message.file_no,
+                        message.batch_no,
+                        payload,
+                        indices,
+                        lines if ordered else None,
+                        len(records),
+                    )
+                )
+            elif isinstance(message, FileStart):
+                files[message.file_no] = _OpenFile(message, options)
+            elif isinstance(message, FileEnd):
+                open_file = files.pop(message.file_no)
+                open_file.close()
+                stats = open_file.stats
+                outbox.put(
+                    WorkerFileDone(
+                        worker,
+                        message.file_no,
+                        {
+                            "frames": stats.frames,
+                            "decoded": stats.decoded,
+                            "anomalies": dict(stats.anomalies),
+                            "events": dict(stats.events),
+                        },
+                    )
+                )
+            elif isinstance(message, Stop):
+                return
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        outbox.put(
+            WorkerFailed(
+                worker,
+                f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:"
+                f"{where.lineno})",
+            )
+        )
