@@ -14,6 +14,7 @@ fatal error. A capture that ends inside a record is reported as truncated.
 from __future__ import annotations
 
 import struct
+from array import array
 
 from pipeline.capture.frame import REASON_LENGTH, REASON_MALFORMED, REASON_TRUNCATED, Frame
 from pipeline.capture.walker import RESYNC_WINDOW, BaseWalker, Buffer, Item
@@ -74,6 +75,8 @@ class PcapWalker(BaseWalker):
         self._last_ts_ns: int | None = None  # of the last good record, for resync plausibility
         self._lengths = LENGTHS_NOT_SWAPPED  # field order of caplen/origlen (pre-2.3 files)
         self._unpack_record = struct.Struct("<IIII").unpack_from
+        self._unpack_caplen = struct.Struct("<I").unpack_from
+        self.byte_order = "<"  # of the file's header fields, once the header is read
 
     def walk(
         self,
@@ -131,6 +134,8 @@ class PcapWalker(BaseWalker):
         elif minor == 3:
             self._lengths = LENGTHS_MAYBE_SWAPPED
         self._unpack_record = struct.Struct(order + "IIII").unpack_from
+        self._unpack_caplen = struct.Struct(order + "I").unpack_from
+        self.byte_order = order
         self._frac_ns = frac_ns
         self._frac_limit = 1_000_000_000 // frac_ns
         self.link_type = linktype & LINKTYPE_MASK
@@ -203,6 +208,44 @@ class PcapWalker(BaseWalker):
             self._last_ts_ns = ts
             self.index = idx
         return pos
+
+    def run_offsets(
+        self, buf: Buffer, pos: int, end: int, offsets_out: array[int], max_items: int
+    ) -> tuple[int, int]:
+        """`_run` reduced to its bare walk: the data offset of each well-formed record.
+
+        Everything else about the records (times, lengths) the caller gathers afterwards from
+        the headers at ``offset - 16``, vectorised: one unpack and one append per record is
+        what makes the multiprocess reader ~3x faster than building Frames. Frame numbers of
+        the records taken are consecutive from `self.index` as it was on entry. Whatever stops
+        the loop (a bad length, the end) is for `walk` to handle. Returns (position, taken).
+        """
+        if not self._have_header or self.done or self._lengths != LENGTHS_NOT_SWAPPED:
+            return pos, 0
+        unpack_caplen = self._unpack_caplen
+        max_caplen = self._max_caplen
+        append = offsets_out.append
+        taken = 0
+        try:
+            for _ in range(max_items):
+                (caplen,) = unpack_caplen(buf, pos + 8)
+                stop = pos + 16 + caplen
+                if caplen > max_caplen or stop > end:
+                    break
+                append(pos + 16)
+                pos = stop
+                taken += 1
+        except struct.error:
+            pass
+        if taken:
+            sec, frac, _, _ = self._unpack_record(buf, offsets_out[-1] - 16)
+            self._last_ts_ns = sec * 1_000_000_000 + frac * self._frac_ns
+            self.index += taken
+        return pos, taken
+
+    @property
+    def frac_ns(self) -> int:
+        return self._frac_ns
 
     def _step(
         self,

@@ -27,11 +27,14 @@ import os
 import stat
 import sys
 import zlib
+from array import array
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
+import numpy as np
 import zstandard
 
+from pipeline.capture.columns import FrameColumns, columns_from_records
 from pipeline.capture.frame import REASON_MALFORMED, REASON_TRUNCATED, Frame, FramingError
 from pipeline.capture.pcap import PCAP_MAGICS, PcapWalker
 from pipeline.capture.pcapng import SHB_MAGIC, PcapngWalker
@@ -187,6 +190,116 @@ class Capture:
             yield from self._mapped_batches(max_items)
         else:
             yield from self._stream_batches(max_items)
+
+    def column_batches(self, max_items: int = 4096) -> Iterator[FrameColumns]:
+        """Batches as columns (see columns.py): the multiprocess reader's way to consume."""
+        max_items = max(1, max_items)
+        if self._eof and isinstance(self._walker, PcapWalker):
+            yield from self._mapped_pcap_columns(max_items)
+            return
+        last_ts_ns = 0
+        for batch in self.batches(max_items):
+            columns, last_ts_ns = columns_from_records(batch, last_ts_ns, self.with_data)
+            yield columns
+
+    def _mapped_pcap_columns(self, max_items: int) -> Iterator[FrameColumns]:
+        walker = self._walker
+        assert isinstance(walker, PcapWalker)
+        view = np.frombuffer(self._buf, dtype=np.uint8) if len(self._buf) else None
+        try:
+            last_ts_ns = 0
+            while not walker.done and not self._closed:
+                columns, last_ts_ns = self._mapped_pcap_batch(walker, view, max_items, last_ts_ns)
+                if columns is not None:
+                    yield columns
+        finally:
+            del view  # release the buffer export, so the mapping can be closed
+
+    def _mapped_pcap_batch(
+        self, walker: PcapWalker, view: Any, max_items: int, last_ts_ns: int
+    ) -> tuple[FrameColumns | None, int]:
+        """One batch: the fast offset walk, with the full walker for whatever it stops at."""
+        buf = self._buf
+        end = len(buf)
+        offsets = array("q")
+        runs: list[tuple[int, int]] = []  # (first frame number, count) of the column records
+        errors: list[FramingError] = []
+        stepped: list[tuple[int, Frame]] = []  # frames the full walker took, by column position
+        taken = 0
+        errors_before = walker.errors
+        while taken < max_items and not walker.done:
+            first = walker.index
+            self._pos, count = walker.run_offsets(buf, self._pos, end, offsets, max_items - taken)
+            if count:
+                runs.append((first, count))
+                taken += count
+            if taken >= max_items:
+                break
+            # One step of the full walker: the file header, a bad record (resync), the end.
+            out: list[Item] = []
+            self._pos = walker.walk(buf, self._pos, end, True, 0, out, 1, False)
+            if not out and not walker.done:
+                self._stalled(out)
+            for item in out:
+                taken += 1
+                if isinstance(item, Frame):
+                    runs.append((item.index, 1))
+                    stepped.append((len(offsets), item))
+                    offsets.append(item.offset)
+                else:
+                    if len(offsets):
+                        last_ts_ns = self._record_ts(len(offsets) - 1, offsets, stepped)
+                    errors.append(item._replace(ts_ns=last_ts_ns))
+            if not out and walker.done:
+                break
+        self.frames_read += taken
+        if walker.errors != errors_before:
+            self.status = "partial"
+        if not taken:
+            return None, last_ts_ns
+        # Gather the header fields of every record at once (the headers sit at offset - 16).
+        starts = np.frombuffer(offsets, dtype=np.int64)
+        dtype = np.dtype(walker.byte_order + "u4")
+        fields = view[(starts - 16)[:, None] + np.arange(16)].copy().view(dtype)  # type: ignore[index]
+        ts_ns = (
+            fields[:, 0].astype(np.int64) * 1_000_000_000
+            + fields[:, 1].astype(np.int64) * walker.frac_ns
+        )
+        caplens = fields[:, 2].astype(np.int64)
+        origlens = fields[:, 3].astype(np.int64)
+        for position, frame in stepped:  # the full walker's reading wins (pre-2.3 lengths)
+            ts_ns[position] = frame.ts_ns
+            caplens[position] = frame.caplen
+            origlens[position] = frame.origlen
+        if len(starts):
+            last_ts_ns = int(ts_ns[-1])
+        count = len(starts)
+        index = np.concatenate(
+            [np.arange(a, a + n, dtype=np.int64) for a, n in runs] or [np.zeros(0, np.int64)]
+        )
+        columns = FrameColumns(
+            index,
+            ts_ns,
+            starts.copy(),
+            caplens,
+            origlens,
+            np.zeros(count, dtype=np.int64),
+            np.full(count, walker.link_type, dtype=np.int64),
+            None,
+            errors,
+        )
+        return columns, last_ts_ns
+
+    def _record_ts(
+        self, position: int, offsets: array[int], stepped: list[tuple[int, Frame]]
+    ) -> int:
+        """The timestamp of the column record at `position` (for a framing error after it)."""
+        if stepped and stepped[-1][0] == position:
+            return stepped[-1][1].ts_ns
+        walker = self._walker
+        assert isinstance(walker, PcapWalker)
+        sec, frac, _, _ = walker._unpack_record(self._buf, offsets[position] - 16)
+        return sec * 1_000_000_000 + frac * walker.frac_ns
 
     def _account(self, out: list[Item], errors_before: int) -> None:
         self.frames_read += len(out)

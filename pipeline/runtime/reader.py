@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.capture import CaptureOpenError, Frame, FramingError, open_capture
+from pipeline.capture import CaptureOpenError, Frame, open_capture
+from pipeline.capture.columns import FrameColumns
 from pipeline.events.ecs import capture_key
 from pipeline.runtime.messages import (
     FileEnd,
@@ -28,92 +29,74 @@ from pipeline.runtime.messages import (
 )
 from pipeline.runtime.routing import packet_hash, route_batch
 
-_EMPTY = np.zeros(0, dtype=np.int64)
 
-
-def _key_of(first: Frame | FramingError, mapping: Any) -> str:
-    if isinstance(first, Frame) and first.data is None and mapping is not None:
-        first = first._replace(data=mapping[first.offset : first.offset + first.caplen])
-    return capture_key(first)
+def _first_key(columns: FrameColumns, mapping: Any) -> str:
+    """The capture key (event id prefix) from the capture's first record."""
+    first_error = columns.errors[0] if columns.errors else None
+    if len(columns.index) and (first_error is None or columns.index[0] < first_error.index):
+        offset, caplen = int(columns.offset[0]), int(columns.caplen[0])
+        data = mapping[offset : offset + caplen] if mapping is not None else columns.data[0]  # type: ignore[index]
+        first = Frame(int(columns.index[0]), int(columns.ts_ns[0]), offset, caplen, 0, 0, 0, data)
+        return capture_key(first)
+    return capture_key(first_error)
 
 
 class BatchRouter:
-    """Splits batches of one capture into per-worker `WorkBatch` messages."""
+    """Splits column batches of one capture into per-worker `WorkBatch` messages."""
 
     def __init__(self, file_no: int, workers: int, mapping: Any) -> None:
         self.file_no = file_no
         self.workers = workers
         self.mapping = mapping
-        self.last_ts_ns = 0  # of the last frame routed, for framing errors that follow it
         # A numpy view of the mapping for the vectorised header reads (no copy).
         self.view = np.frombuffer(mapping, dtype=np.uint8) if mapping is not None else None
 
     def close(self) -> None:
         self.view = None  # release the buffer export so the mapping can be closed
 
-    def split(self, batch_no: int, batch: list[Frame | FramingError]) -> list[WorkBatch]:
-        frames = [r for r in batch if r.__class__ is Frame]
-        errors: list[FramingError] = []
-        if len(frames) != len(batch):
-            # A bad record has no time of its own: it takes the last good frame's, stamped
-            # here where the frames are still in order (workers see only their share).
-            for record in batch:
-                if isinstance(record, Frame):
-                    self.last_ts_ns = record.ts_ns
-                else:
-                    errors.append(record._replace(ts_ns=self.last_ts_ns))
-        elif frames:
-            self.last_ts_ns = frames[-1].ts_ns
-        workers = self.workers
-        if frames:
-            index, ts_ns, offset, caplen, origlen, interface, link_type, data = zip(
-                *frames, strict=True
+    def owners(self, columns: FrameColumns, buf: Any, buf_offsets: Any) -> Any:
+        """The worker of each frame in the batch."""
+        hashes = np.empty(len(columns.index), dtype=np.uint64)
+        link_types = columns.link_type
+        for link in np.unique(link_types).tolist():
+            select = np.nonzero(link_types == link)[0]
+            link_hashes, scalar = route_batch(
+                buf, buf_offsets[select], columns.caplen[select], int(link)
             )
-            cols = [
-                np.array(column, dtype=np.int64)
-                for column in (index, ts_ns, offset, caplen, origlen, interface, link_type)
-            ]
-            offsets, caplens, link_types = cols[2], cols[3], cols[6]
-            if self.view is not None:
-                buf, buf_offsets = self.view, offsets
-                packet_data = None
-            else:
-                blob = b"".join(data)  # type: ignore[arg-type]
-                buf = np.frombuffer(blob, dtype=np.uint8)
-                buf_offsets = np.zeros(len(frames), dtype=np.int64)
-                np.cumsum(caplens[:-1], out=buf_offsets[1:])
-                packet_data = data
-            hashes = np.empty(len(frames), dtype=np.uint64)
-            for link in np.unique(link_types).tolist():
-                select = np.nonzero(link_types == link)[0]
-                link_hashes, scalar = route_batch(
-                    buf, buf_offsets[select], caplens[select], int(link)
-                )
-                for i in np.nonzero(scalar)[0].tolist():
-                    j = int(select[i])
-                    packet = (
-                        packet_data[j]
-                        if packet_data is not None
-                        else self.mapping[int(offsets[j]) : int(offsets[j] + caplens[j])]
-                    )
-                    link_hashes[i] = packet_hash(int(link), packet, int(offsets[j]))
-                hashes[select] = link_hashes
-            owner = (hashes % np.uint64(workers)).astype(np.int64)
+            for i in np.nonzero(scalar)[0].tolist():
+                j = int(select[i])
+                start = int(buf_offsets[j])
+                packet = bytes(buf[start : start + int(columns.caplen[j])])
+                link_hashes[i] = packet_hash(int(link), packet, int(columns.offset[j]))
+            hashes[select] = link_hashes
+        return (hashes % np.uint64(self.workers)).astype(np.int64)
+
+    def split(self, batch_no: int, columns: FrameColumns) -> list[WorkBatch]:
+        if self.view is not None:
+            buf, buf_offsets = self.view, columns.offset
         else:
-            cols = [_EMPTY] * 7
-            owner = _EMPTY
-            packet_data = None
+            blob = b"".join(columns.data or ())
+            buf = np.frombuffer(blob, dtype=np.uint8)
+            buf_offsets = np.zeros(len(columns.index), dtype=np.int64)
+            np.cumsum(columns.caplen[:-1], out=buf_offsets[1:])
+        owner = self.owners(columns, buf, buf_offsets)
+        workers = self.workers
+        values = columns[:7]
         messages = []
         for worker in range(workers):
-            select = np.nonzero(owner == worker)[0]
-            sub = [column[select] for column in cols]
+            select = np.nonzero(owner == worker)[0] if workers > 1 else None
+            sub = [column[select] if select is not None else column for column in values]
             blob_out: bytes | None = None
-            if packet_data is not None:
-                chosen = [packet_data[i] for i in select.tolist()]
-                blob_out = b"".join(chosen)  # type: ignore[arg-type]
+            if columns.data is not None:
+                chosen = (
+                    [columns.data[i] for i in select.tolist()]
+                    if select is not None
+                    else list(columns.data)
+                )
+                blob_out = b"".join(chosen)
                 sub[2] = np.zeros(len(chosen), dtype=np.int64)
                 np.cumsum(sub[3][:-1], out=sub[2][1:])
-            mine = [e for e in errors if e.index % workers == worker]
+            mine = [e for e in columns.errors if e.index % workers == worker]
             messages.append(WorkBatch(self.file_no, batch_no, *sub, blob_out, mine))
         return messages
 
@@ -159,21 +142,22 @@ def _read_one(
         router = BatchRouter(file_no, workers, capture.mapping)
         batches = frames = 0
         error: str | None = None
+        position = 0
         interrupted = False
         started = False
         try:
-            for batch in capture.batches(batch_frames):
+            for columns in capture.column_batches(batch_frames):
                 if not started:
-                    key = _key_of(batch[0], capture.mapping)
+                    key = _first_key(columns, capture.mapping)
                     for inbox in inboxes:
                         inbox.put(FileStart(file_no, path, capture.mapping is not None, key))
                     started = True
-                for inbox, message in zip(inboxes, router.split(batches, batch), strict=True):
+                for inbox, message in zip(inboxes, router.split(batches, columns), strict=True):
                     inbox.put(message)
                 batches += 1
-                frames += len(batch)
-                last = batch[-1]
-                position = last.offset + (last.caplen if isinstance(last, Frame) else 0)
+                frames += len(columns)
+                if len(columns.offset):
+                    position = int(columns.offset[-1] + columns.caplen[-1])
                 coordinator.put(ReaderProgress(file_no, batches, frames, position))
                 if stop.is_set():
                     interrupted = True

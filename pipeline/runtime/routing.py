@@ -86,72 +86,69 @@ def route_batch(
     could not find the flow (see the module doc) and the caller computes `packet_hash`.
     Everything else without a readable IP header gets the offset hash, as the scalar path
     gives every frame the decoder rejects.
+
+    Fields are read as big-endian 32-bit words at any byte position, through a strided view
+    of the buffer (stride 1 byte): one fancy-index per word, ~15 for a batch. Reads past a
+    packet's end see the next packet's bytes; every field used is checked against the
+    packet's captured length first.
     """
     n = len(offsets)
     hashes = _mix_array(offsets.astype(np.uint64) & np.uint64(_MASK))
     link_len = _LINK_HEADER.get(link_type)
-    if link_len is None or n == 0:
+    if link_len is None or n == 0 or len(buf) < 4:
         return hashes, np.ones(n, dtype=bool)
-    end = offsets + caplens
-    size = len(buf)
+    words = np.ndarray((len(buf) - 3,), dtype=">u4", buffer=buf, strides=(1,))
+    last = len(buf) - 4
 
-    def byte(pos: npt.NDArray[np.int64], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        safe = ok & (pos < end) & (pos < size)
-        return np.where(safe, buf[np.where(safe, pos, 0)], 0).astype(np.int64)
+    def word(at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The big-endian 32-bit word at packet-relative byte `at` of every packet."""
+        return words[np.minimum(offsets + at, last)].astype(np.int64)
 
-    def be16(pos: npt.NDArray[np.int64], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        return (byte(pos, ok) << 8) | byte(pos + 1, ok)
-
-    def be32(pos: npt.NDArray[np.int64], ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        return (be16(pos, ok) << 16) | be16(pos + 2, ok)
-
-    everything = np.ones(n, dtype=bool)
     needs_scalar = np.zeros(n, dtype=bool)
-    l3 = offsets + link_len
+    l3 = np.full(n, link_len, dtype=np.int64)
     if link_type in _ETHERTYPE_AT:
-        ethertype = be16(offsets + _ETHERTYPE_AT[link_type], everything)
+        ethertype = word(np.full(n, _ETHERTYPE_AT[link_type], dtype=np.int64)) >> 16
         for _ in range(2):  # 802.1Q and QinQ; deeper stacks go to the scalar path
-            tagged = np.isin(ethertype, _VLAN_TPIDS) & (l3 + 4 <= end)
-            ethertype = np.where(tagged, be16(l3 + 2, tagged), ethertype)
+            tagged = np.isin(ethertype, _VLAN_TPIDS) & (l3 + 4 <= caplens)
+            ethertype = np.where(tagged, word(l3) & 0xFFFF, ethertype)
             l3 = np.where(tagged, l3 + 4, l3)
         needs_scalar |= np.isin(ethertype, (*_VLAN_TPIDS, 0x8847, 0x8848, 0x8864))
         version = np.where(ethertype == 0x0800, 4, np.where(ethertype == 0x86DD, 6, 0))
     else:  # raw IP: the version nibble says which
-        version = byte(l3, l3 < end) >> 4
-    v4 = (version == 4) & (l3 + 20 <= end) & ((byte(l3, everything) >> 4) == 4)
-    v6 = (version == 6) & (l3 + 40 <= end) & ((byte(l3, everything) >> 4) == 6)
+        version = np.where(caplens > 0, word(l3) >> 28, 0)
+    first = word(l3)
+    nibble = first >> 28
+    v4 = (version == 4) & (nibble == 4) & (l3 + 20 <= caplens)
+    v6 = (version == 6) & (nibble == 6) & (l3 + 40 <= caplens)
 
-    ihl = (byte(l3, v4) & 0x0F) * 4
-    v4_protocol = byte(l3 + 9, v4)
-    v4_fragment = (be16(l3 + 6, v4) & 0x3FFF) != 0  # MF flag or a fragment offset
-    v6_next = byte(l3 + 6, v6)
+    ihl = ((first >> 24) & 0x0F) * 4
+    v4_id_frag = word(l3 + 4)
+    v4_ttl_protocol = word(l3 + 8)
+    v4_protocol = (v4_ttl_protocol >> 16) & 0xFF
+    v4_fragment = (v4_id_frag & 0x3FFF) != 0  # MF flag or a fragment offset
+    v6_next = (word(l3 + 4) >> 8) & 0xFF
     needs_scalar |= v6 & np.isin(v6_next, _IPV6_EXTENSIONS)
-    v6_fragment = v6 & (v6_next == 44)
+    needs_scalar |= v4 & ((ihl < 20) | (v4_protocol == 51))  # bad header, or AH to skip
 
-    ip_a = np.where(
-        v4,
-        be32(l3 + 12, v4),
-        be32(l3 + 8, v6) ^ be32(l3 + 12, v6) ^ be32(l3 + 16, v6) ^ be32(l3 + 20, v6),
-    )
+    ip_a = np.where(v4, word(l3 + 12), word(l3 + 8) ^ word(l3 + 12) ^ word(l3 + 16) ^ word(l3 + 20))
     ip_b = np.where(
-        v4,
-        be32(l3 + 16, v4),
-        be32(l3 + 24, v6) ^ be32(l3 + 28, v6) ^ be32(l3 + 32, v6) ^ be32(l3 + 36, v6),
+        v4, word(l3 + 16), word(l3 + 24) ^ word(l3 + 28) ^ word(l3 + 32) ^ word(l3 + 36)
     )
     l4 = np.where(v4, l3 + ihl, l3 + 40)
     protocol = np.where(v4, v4_protocol, v6_next)
-    fragment = np.where(v4, v4_fragment, v6_fragment)
-    has_ports = (v4 | v6) & np.isin(protocol, PORT_PROTOCOLS) & ~fragment & (l4 + 4 <= end)
+    fragment = np.where(v4, v4_fragment, v6 & (v6_next == 44))
+    port_flow = (v4 | v6) & np.isin(protocol, PORT_PROTOCOLS) & ~fragment
+    has_ports = port_flow & (l4 + 4 <= caplens)
     # A port protocol whose header is cut short: the decoder makes it an anomaly, which the
-    # scalar path routes by offset, exactly as it does everything the decoder rejects.
-    needs_scalar |= (v4 | v6) & np.isin(protocol, PORT_PROTOCOLS) & ~fragment & ~has_ports
-    needs_scalar |= v4 & ((ihl < 20) | (v4_protocol == 51))  # bad header, or AH to skip
-    port_a = np.where(has_ports, be16(l4, has_ports), 0)
-    port_b = np.where(has_ports, be16(l4 + 2, has_ports), 0)
+    # scalar path routes by offset, as it does everything the decoder rejects.
+    needs_scalar |= port_flow & ~has_ports
+    ports = np.where(has_ports, word(l4), 0)
 
     mask = np.uint64(_MASK)
-    end_a = (ip_a.astype(np.uint64) * np.uint64(_GOLDEN) + port_a.astype(np.uint64)) & mask
-    end_b = (ip_b.astype(np.uint64) * np.uint64(_GOLDEN) + port_b.astype(np.uint64)) & mask
+    end_a = (ip_a.astype(np.uint64) * np.uint64(_GOLDEN) + (ports >> 16).astype(np.uint64)) & mask
+    end_b = (ip_b.astype(np.uint64) * np.uint64(_GOLDEN) + (ports & 0xFFFF).astype(np.uint64)) & (
+        mask
+    )
     ip_hashes = _mix_array(end_a ^ end_b)
     hashes = np.where(v4 | v6, ip_hashes, hashes)
     return hashes, needs_scalar
