@@ -2,6 +2,7 @@
 
 Exit codes: 0 every input read whole; 1 usage error (one line on stderr, no traceback);
 2 some input was truncated or corrupt (what could be read is kept, the summary says which);
+3 the run failed (a worker process died): nothing incomplete is left under a final name;
 130/143 interrupted by SIGINT/SIGTERM; 141 output pipe closed by the reader (quietly).
 """
 
@@ -12,7 +13,7 @@ import os
 import re
 import signal
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import orjson
 
@@ -20,11 +21,13 @@ from pipeline import __version__
 from pipeline.capture import CaptureOpenError
 from pipeline.convert import DATASETS, DEFAULT_EXTRACT, convert
 from pipeline.inputs import InputError
+from pipeline.runtime.engine import EngineFailed
 from pipeline.sinks.files import COMPRESSIONS, DEFAULT_ZSTD_LEVEL
 
 EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_INCOMPLETE = 2
+EXIT_FAILED = 3
 EXIT_SIGINT = 130
 EXIT_BROKEN_PIPE = 141
 EXIT_SIGTERM = 143
@@ -104,16 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conv.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON here")
     conv.add_argument("--force", action="store_true", help="replace existing output files")
-    conv.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    conv.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="decoder worker processes (default: the number of CPUs; 0: all in this process)",
+    )
+    conv.add_argument(
+        "--ordered",
+        action="store_true",
+        help="write events in frame order: byte-identical output for any --workers",
+    )
+    conv.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        metavar="FRAMES",
+        help="packets per batch sent to a worker (default 4096)",
+    )
+    conv.add_argument(
+        "--progress",
+        choices=("auto", "tty", "json", "none"),
+        default="auto",
+        help="progress on stderr: a live line (tty), JSON lines (json); auto: tty if a terminal",
+    )
+    conv.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress and no summary on stderr"
+    )
     return parser
 
 
 def _say(message: str) -> None:
     print(f"pcap-ingest: {message}", file=sys.stderr)
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(EXIT_SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    if args.workers < 0:
+        _say("error: --workers must be 0 or more (see pcap-ingest --help)")
+        return EXIT_USAGE
+    if args.batch_size is not None and args.batch_size < 1:
+        _say("error: --batch-size must be positive (see pcap-ingest --help)")
+        return EXIT_USAGE
+    progress = None if args.quiet or args.progress == "none" else args.progress
+    if progress == "auto":
+        progress = "tty" if sys.stderr.isatty() else None
+    stop = _StopOnSignals()
     try:
         run = convert(
             args.inputs,
@@ -137,13 +173,24 @@ def main(argv: list[str] | None = None) -> int:
             level=args.level,
             rotate_bytes=args.rotate_size,
             force=args.force,
+            workers=args.workers,
+            ordered=args.ordered,
+            batch_frames=args.batch_size,
+            progress=progress,
+            on_engine=stop.attach,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
+    except EngineFailed as exc:
+        _say(f"error: {exc}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _say("interrupted")
         return EXIT_SIGINT
+    except SystemExit as exc:  # SIGTERM in the single-process path
+        _say("terminated")
+        return int(exc.code or EXIT_SIGTERM)
     except BrokenPipeError:
         # The reader of our stdout went away (`... -o - | head`): stop quietly, and keep
         # Python from complaining again when it flushes stdout at exit.
@@ -160,7 +207,33 @@ def main(argv: list[str] | None = None) -> int:
             f.write(orjson.dumps(run.to_json(), option=orjson.OPT_INDENT_2))
     if not args.quiet:
         print(run.summary(), file=sys.stderr)
+    if stop.signum is not None:
+        _say("interrupted: stopped reading, wrote what was read")
+        return EXIT_SIGINT if stop.signum == signal.SIGINT else EXIT_SIGTERM
     return EXIT_OK if run.complete else EXIT_INCOMPLETE
+
+
+class _StopOnSignals:
+    """SIGINT/SIGTERM: with the engine, stop reading and drain (outputs closed cleanly);
+    without it (single process), interrupt at once (outputs in progress are dropped)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.engine: Any = None
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def attach(self, engine: Any) -> None:
+        self.engine = engine
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.engine is not None:
+            self.signum = signum
+            self.engine.request_stop(signum)
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(EXIT_SIGTERM)
 
 
 if __name__ == "__main__":

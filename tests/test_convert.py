@@ -93,7 +93,7 @@ def test_same_events_from_every_container(tmp_path: Path) -> None:
 @needs_shared
 def test_stdin_gives_the_same_events(tmp_path: Path) -> None:
     data = (SHARED / "scapy__http_chunk.pcap.gz").read_bytes()
-    proc = run_cli("convert", "-", "-o", "-", "-q", stdin=data)
+    proc = run_cli("convert", "-", "-o", "-", "-q", "--ordered", stdin=data)
     assert proc.returncode == 0, proc.stderr
     from_stdin = [orjson.loads(line) for line in proc.stdout.splitlines()]
     from_file = list(read_events(str(SHARED / "scapy__http_chunk.pcap.gz")))

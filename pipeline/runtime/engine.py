@@ -165,6 +165,7 @@ class Engine:
                 self.results,
                 self.engine.batch_frames,
                 self.stop_event,
+                os.dup(0) if "-" in self.paths else None,
             ),
             name="pcap-ingest reader",
             daemon=True,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.capture import CaptureOpenError, Frame, open_capture
+from pipeline.capture import CaptureOpenError, Frame, open_capture, open_stream
 from pipeline.capture.columns import FrameColumns
 from pipeline.events.ecs import capture_key
 from pipeline.runtime.messages import (
@@ -107,15 +107,20 @@ def reader_main(
     coordinator: Queue[Any],
     batch_frames: int,
     stop: Event,
+    stdin_fd: int | None = None,
 ) -> None:
-    """Read every input in turn; end by sending each worker a Stop."""
+    """Read every input in turn; end by sending each worker a Stop.
+
+    `stdin_fd` is a duplicate of the coordinator's standard input (multiprocessing gives
+    children /dev/null as stdin), read when an input is ``-``.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator sets `stop` instead
     workers = len(inboxes)
     try:
         for file_no, path in enumerate(paths):
             if stop.is_set():
                 break
-            _read_one(file_no, path, inboxes, coordinator, batch_frames, stop, workers)
+            _read_one(file_no, path, inboxes, coordinator, batch_frames, stop, workers, stdin_fd)
     finally:
         for inbox in inboxes:
             inbox.put(Stop("end of input"))
@@ -129,9 +134,13 @@ def _read_one(
     batch_frames: int,
     stop: Event,
     workers: int,
+    stdin_fd: int | None,
 ) -> None:
     try:
-        capture = open_capture(path, with_data=False)
+        if path == "-" and stdin_fd is not None:
+            capture = open_stream(os.fdopen(stdin_fd, "rb", closefd=False), name="-")
+        else:
+            capture = open_capture(path, with_data=False)
     except CaptureOpenError as exc:
         coordinator.put(ReaderFile(file_no, path, "", "", 0, str(exc)))
         coordinator.put(ReaderDone(file_no, 0, 0, "failed", str(exc), False))
