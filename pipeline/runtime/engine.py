@@ -21,11 +21,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import queue
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import Any, TextIO
 
 import numpy as np
@@ -71,6 +71,8 @@ class _FileState:
     reader_done: ReaderDone | None = None
     next_batch: int = 0  # ordered: the next batch to write
     pending: dict[int, list[BatchOutput]] = field(default_factory=dict)  # ordered: parts
+    early: list[BatchOutput] = field(default_factory=list)  # outputs before the file's news
+    opened: bool = False  # the reader's ReaderFile has arrived
     position: int = 0
     size: int = 0
 
@@ -97,7 +99,12 @@ def _set_parent_death_signal() -> None:
 
 
 def _child(target: Any, *args: Any) -> None:
+    """Every child's start: die with the coordinator; leave SIGINT to it (a Ctrl-C reaches
+    the whole process group, and a child killed by it would look like a crash); and take
+    SIGTERM's default action again (a forked child inherits the CLI's handler)."""
     _set_parent_death_signal()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     target(*args)
 
 
@@ -139,8 +146,10 @@ class Engine:
             os.makedirs(self.out, exist_ok=True)
         self.stop_event = self.ctx.Event()
         self.inboxes = [self.ctx.Queue(maxsize=self.engine.queue_batches) for _ in range(n)]
-        # Enough room for every worker's in-flight batches plus the reader's small notes.
-        self.results = self.ctx.Queue(maxsize=max(64, 4 * n * self.engine.queue_batches))
+        # One pipe per child to us: a send blocks while we are busy, which is backpressure
+        # too, and a child that dies mid-message shows up as end-of-file on its own pipe.
+        pipes = [self.ctx.Pipe(duplex=False) for _ in range(n + 1)]
+        self.channels = {receiver: i for i, (receiver, _) in enumerate(pipes)}
         for worker in range(n):
             process = self.ctx.Process(
                 target=_child,
@@ -148,7 +157,7 @@ class Engine:
                     worker_main,
                     worker,
                     self.inboxes[worker],
-                    self.results,
+                    pipes[worker][1],
                     self.options,
                     self.engine.ordered,
                 ),
@@ -162,7 +171,7 @@ class Engine:
                 reader_main,
                 self.paths,
                 self.inboxes,
-                self.results,
+                pipes[n][1],
                 self.engine.batch_frames,
                 self.stop_event,
                 os.dup(0) if "-" in self.paths else None,
@@ -173,6 +182,8 @@ class Engine:
         self.processes.append(self.reader)
         for process in self.processes:
             process.start()
+        for _, sender in pipes:
+            sender.close()  # only the children write: their death must reach us as EOF
         self._started = time.perf_counter()
         try:
             self._loop()
@@ -189,11 +200,15 @@ class Engine:
         done_files = 0
         total = len(self.paths)
         while done_files < total:
-            try:
-                message = self.results.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                message = None
-            if message is not None:
+            for channel in wait(list(self.channels), timeout=POLL_SECONDS):
+                try:
+                    message = channel.recv()
+                except (EOFError, OSError):
+                    # The child is gone: normally after its Stop; otherwise its exit code
+                    # says how (it may take a moment to be reaped).
+                    del self.channels[channel]  # type: ignore[arg-type]
+                    self._check_children(wait_for_exit=True)
+                    continue
                 done_files += self._handle(message)
             self._check_children()
             self._progress()
@@ -214,11 +229,10 @@ class Engine:
             self._on_output(message)
             return 0
         if isinstance(message, ReaderProgress):
-            state = self.files[message.file_no]
-            state.position = message.position
+            self._state(message.file_no).position = message.position
             return 0
         if isinstance(message, WorkerFileDone):
-            state = self.files[message.file_no]
+            state = self._state(message.file_no)
             stats = state.stats
             stats.decoded += message.stats["decoded"]
             stats.anomalies.update(message.stats["anomalies"])
@@ -227,9 +241,9 @@ class Engine:
             return self._maybe_finish(message.file_no)
         if isinstance(message, ReaderFile):
             self._on_file(message)
-            return 0
+            return self._maybe_finish(message.file_no)
         if isinstance(message, ReaderDone):
-            state = self.files[message.file_no]
+            state = self._state(message.file_no)
             state.reader_done = message
             state.batches_expected = message.batches
             state.stats.frames = message.frames
@@ -243,10 +257,20 @@ class Engine:
             )
         raise EngineFailed(f"unexpected message {type(message).__name__}")
 
+    def _state(self, file_no: int) -> _FileState:
+        """A file's state. Messages from different processes share one queue with no order
+        between them: a worker's first output can arrive before the reader's ReaderFile."""
+        state = self.files.get(file_no)
+        if state is None:
+            state = self.files[file_no] = _FileState(stats=FileStats(path=self.paths[file_no]))
+        return state
+
     def _on_file(self, message: ReaderFile) -> None:
-        stats = FileStats(path=message.path, format=message.format, compression=message.compression)
-        state = _FileState(stats=stats, size=message.size)
-        self.files[message.file_no] = state
+        state = self._state(message.file_no)
+        state.opened = True
+        stats = state.stats
+        stats.format, stats.compression = message.format, message.compression
+        state.size = message.size
         if message.error is not None:
             stats.status = STATUS_FAILED
             stats.error = message.error
@@ -268,9 +292,15 @@ class Engine:
                 precompressed=precompressed,
             )
             state.sink = BackgroundSink(sink) if self.engine.ordered else sink
+        early, state.early = state.early, []
+        for output in early:
+            self._on_output(output)
 
     def _on_output(self, message: BatchOutput) -> None:
-        state = self.files[message.file_no]
+        state = self._state(message.file_no)
+        if not state.opened:
+            state.early.append(message)
+            return
         if state.sink is None:
             return
         if not self.engine.ordered:
@@ -298,7 +328,7 @@ class Engine:
     def _maybe_finish(self, file_no: int) -> int:
         state = self.files[file_no]
         done = state.reader_done
-        if done is None or state.workers_done < self.engine.workers:
+        if done is None or not state.opened or state.workers_done < self.engine.workers:
             return 0
         stats = state.stats
         if stats.status != STATUS_FAILED:
@@ -313,6 +343,8 @@ class Engine:
         if sink is not None and sink is not self._stdout:
             if stats.status in (STATUS_OK, STATUS_PARTIAL):
                 sink.close()
+            elif stats.status == STATUS_INTERRUPTED:
+                sink.close_incomplete()  # type: ignore[attr-defined]
             else:
                 sink.abort()
             stats.outputs = list(getattr(sink, "paths", []))
@@ -332,7 +364,11 @@ class Engine:
         open_files = [s.stats.path for s in self.files.values() if s.sink is not None]
         return ", ".join(open_files) or "(between inputs)"
 
-    def _check_children(self) -> None:
+    def _check_children(self, wait_for_exit: bool = False) -> None:
+        if wait_for_exit:
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline and all(p.exitcode is None for p in self.processes):
+                time.sleep(0.01)
         for process in self.processes:
             code = process.exitcode
             if code is None or code == 0:
@@ -362,19 +398,20 @@ class Engine:
 
     def _reap(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        for q in [*self.inboxes, self.results]:
+        for q in self.inboxes:
             q.cancel_join_thread()  # never block exit on a queue nobody will read
         for process in self.processes:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
-        # Drain what is left so the queues' feeder threads can finish.
-        for q in [*self.inboxes, self.results]:
-            with contextlib.suppress(Exception):
-                while True:
-                    q.get_nowait()
+        # No draining: this process only reads the queues, so it has no feeder thread to wait
+        # for, and a child killed mid-message can leave half a message that would block a read.
+        for q in self.inboxes:
             q.close()
+        for channel in self.channels:
+            channel.close()
+        self.channels = {}
 
     # -- progress -----------------------------------------------------------------------
 

@@ -1,8 +1,12 @@
 """What the runtime's processes send each other (all picklable, all small or columnar).
 
     reader ──FileStart/WorkBatch/FileEnd/Stop──▶ worker i   (one bounded queue per worker)
-    reader ──ReaderFile/ReaderProgress/ReaderDone──▶ coordinator
-    worker ──BatchOutput/WorkerFileDone/WorkerFailed──▶ coordinator (one bounded queue)
+    reader ──ReaderFile/ReaderProgress/ReaderDone──▶ coordinator   (a pipe of its own)
+    worker ──BatchOutput/WorkerFileDone/WorkerFailed──▶ coordinator (a pipe per worker)
+
+Each process has its own pipe to the coordinator, so a process killed in the middle of a
+message corrupts only its own channel, and the coordinator, which holds no write end, sees
+end-of-file there instead of waiting forever for the rest.
 
 Packets travel as columns (numpy arrays): for a memory-mapped capture only references —
 frame number, timestamp, offset, lengths — since every worker maps the same file; for
@@ -33,12 +37,13 @@ class WorkBatch(NamedTuple):
     batch_no: int
     index: Int64s  # frame numbers
     ts_ns: Int64s
-    offset: Int64s  # into the file (mapped) or into `blob`
+    offset: Int64s  # in the (decompressed) capture: into the file when it is mapped
     caplen: Int64s
     origlen: Int64s
     interface: Int64s
     link_type: Int64s
     blob: bytes | None  # the packet bytes, for unmapped inputs
+    blob_offset: Int64s | None  # where each packet starts in `blob`
     errors: list[FramingError]  # framing errors routed here, their ts_ns filled in
 
 

@@ -8,7 +8,7 @@ are bounded: when they are full the reader waits, which is the pipeline's backpr
 from __future__ import annotations
 
 import os
-import signal
+from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from typing import Any
@@ -87,6 +87,7 @@ class BatchRouter:
             select = np.nonzero(owner == worker)[0] if workers > 1 else None
             sub = [column[select] if select is not None else column for column in values]
             blob_out: bytes | None = None
+            blob_offsets = None
             if columns.data is not None:
                 chosen = (
                     [columns.data[i] for i in select.tolist()]
@@ -94,17 +95,17 @@ class BatchRouter:
                     else list(columns.data)
                 )
                 blob_out = b"".join(chosen)
-                sub[2] = np.zeros(len(chosen), dtype=np.int64)
-                np.cumsum(sub[3][:-1], out=sub[2][1:])
+                blob_offsets = np.zeros(len(chosen), dtype=np.int64)
+                np.cumsum(sub[3][:-1], out=blob_offsets[1:])
             mine = [e for e in columns.errors if e.index % workers == worker]
-            messages.append(WorkBatch(self.file_no, batch_no, *sub, blob_out, mine))
+            messages.append(WorkBatch(self.file_no, batch_no, *sub, blob_out, blob_offsets, mine))
         return messages
 
 
 def reader_main(
     paths: list[str],
     inboxes: list[Queue[Any]],
-    coordinator: Queue[Any],
+    coordinator: Connection,
     batch_frames: int,
     stop: Event,
     stdin_fd: int | None = None,
@@ -114,7 +115,6 @@ def reader_main(
     `stdin_fd` is a duplicate of the coordinator's standard input (multiprocessing gives
     children /dev/null as stdin), read when an input is ``-``.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator sets `stop` instead
     workers = len(inboxes)
     try:
         for file_no, path in enumerate(paths):
@@ -130,7 +130,7 @@ def _read_one(
     file_no: int,
     path: str,
     inboxes: list[Queue[Any]],
-    coordinator: Queue[Any],
+    coordinator: Connection,
     batch_frames: int,
     stop: Event,
     workers: int,
@@ -142,12 +142,12 @@ def _read_one(
         else:
             capture = open_capture(path, with_data=False)
     except CaptureOpenError as exc:
-        coordinator.put(ReaderFile(file_no, path, "", "", 0, str(exc)))
-        coordinator.put(ReaderDone(file_no, 0, 0, "failed", str(exc), False))
+        coordinator.send(ReaderFile(file_no, path, "", "", 0, str(exc)))
+        coordinator.send(ReaderDone(file_no, 0, 0, "failed", str(exc), False))
         return
     with capture:
         size = os.path.getsize(path) if path != "-" and os.path.isfile(path) else 0
-        coordinator.put(ReaderFile(file_no, path, capture.format, capture.compression, size, None))
+        coordinator.send(ReaderFile(file_no, path, capture.format, capture.compression, size, None))
         router = BatchRouter(file_no, workers, capture.mapping)
         batches = frames = 0
         error: str | None = None
@@ -167,7 +167,7 @@ def _read_one(
                 frames += len(columns)
                 if len(columns.offset):
                     position = int(columns.offset[-1] + columns.caplen[-1])
-                coordinator.put(ReaderProgress(file_no, batches, frames, position))
+                coordinator.send(ReaderProgress(file_no, batches, frames, position))
                 if stop.is_set():
                     interrupted = True
                     break
@@ -181,4 +181,4 @@ def _read_one(
         for inbox in inboxes:
             inbox.put(FileEnd(file_no))
         status = "partial" if error or capture.status != "ok" else "ok"
-        coordinator.put(ReaderDone(file_no, batches, frames, status, error, interrupted))
+        coordinator.send(ReaderDone(file_no, batches, frames, status, error, interrupted))

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import mmap
 import os
-import signal
 import traceback
+from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
 
@@ -50,11 +50,16 @@ class _OpenFile:
 
 def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | FramingError]:
     """Rebuild the batch's records, in frame order."""
-    source: Any = mapping if mapping is not None else batch.blob
     new = tuple.__new__
+    if mapping is not None:
+        source: Any = mapping
+        starts = batch.offset.tolist()
+    else:
+        source = batch.blob
+        starts = batch.blob_offset.tolist()  # type: ignore[union-attr]
     records: list[Frame | FramingError] = [
-        new(Frame, (i, ts, off, cap, orig, iface, link, source[off : off + cap]))
-        for i, ts, off, cap, orig, iface, link in zip(
+        new(Frame, (i, ts, off, cap, orig, iface, link, source[start : start + cap]))
+        for i, ts, off, cap, orig, iface, link, start in zip(
             batch.index.tolist(),
             batch.ts_ns.tolist(),
             batch.offset.tolist(),
@@ -62,6 +67,7 @@ def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | Framing
             batch.origlen.tolist(),
             batch.interface.tolist(),
             batch.link_type.tolist(),
+            starts,
             strict=True,
         )
     ]
@@ -74,15 +80,11 @@ def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | Framing
 def worker_main(
     worker: int,
     inbox: Queue[Any],
-    outbox: Queue[Any],
+    outbox: Connection,
     options: ConvertOptions,
     ordered: bool,
 ) -> None:
     """Run until a Stop arrives. Any exception is reported (never raised past here)."""
-    # The coordinator decides how to stop: a Ctrl-C reaches the whole process group, and a
-    # worker that died of it would look like a crash.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     files: dict[int, _OpenFile] = {}
     compressor = (
         zstandard.ZstdCompressor(level=options.level) if options.compression == "zstd" else None
@@ -101,7 +103,7 @@ def worker_main(
                 else:
                     joined = b"".join(lines)
                     payload = compressor.compress(joined) if compressor and joined else joined
-                outbox.put(
+                outbox.send(
                     BatchOutput(
                         worker,
                         message.file_no,
@@ -118,7 +120,7 @@ def worker_main(
                 open_file = files.pop(message.file_no)
                 open_file.close()
                 stats = open_file.stats
-                outbox.put(
+                outbox.send(
                     WorkerFileDone(
                         worker,
                         message.file_no,
@@ -134,7 +136,7 @@ def worker_main(
                 return
     except Exception as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        outbox.put(
+        outbox.send(
             WorkerFailed(
                 worker,
                 f"{type(exc).__name__}: {exc} (at {os.path.basename(where.filename)}:"

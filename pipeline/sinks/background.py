@@ -64,6 +64,11 @@ class BackgroundSink:
         self._raise_pending()
         self.sink.close()
 
+    def close_incomplete(self) -> None:
+        self._stop()
+        self._raise_pending()
+        self.sink.close_incomplete()  # type: ignore[attr-defined]
+
     def abort(self) -> None:
         self._stop()
         self._error = None

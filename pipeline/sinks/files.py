@@ -126,6 +126,16 @@ class FileSink:
             self._open_next()
         self._finish()
 
+    def close_incomplete(self) -> None:
+        """Finish the current file as a valid stream but keep its ``.partial`` name: what an
+        interrupted run wrote stays readable, and is never taken for a complete output."""
+        if self._writer is None or self._file is None or self._path is None:
+            return
+        self._writer.finish()
+        self._file.close()
+        self.paths.append(self._path + PARTIAL_SUFFIX)
+        self._writer = self._file = self._path = None
+
     def abort(self) -> None:
         """Drop the file being written (its .partial is removed); completed parts stay."""
         if self._file is not None and self._path is not None:
