@@ -61,3 +61,46 @@ def run_pedantic(benchmark: Any, fn: Any, packets: int) -> None:
     stats = getattr(benchmark, "stats", None)
     if stats is not None and stats.stats.median:
         benchmark.extra_info["packets_per_second"] = round(packets / stats.stats.median)
+
+
+class TreeMemorySampler:
+    """Peak private memory (USS, summed over a process and its children), sampled every
+    `interval` seconds on a thread while a run goes on. USS, not RSS: RSS counts the page
+    cache of the memory-mapped capture, which is shared and not ours (NOTES.md)."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.05) -> None:
+        import psutil
+
+        self._root = psutil.Process(pid)
+        self._interval = interval
+        self.peak_bytes = 0
+        self._stop = False
+        import threading
+
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        import contextlib
+
+        import psutil
+
+        total = 0
+        for process in [self._root, *self._root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                total += process.memory_full_info().uss
+        return total
+
+    def _run(self) -> None:
+        import time
+
+        while not self._stop:
+            self.peak_bytes = max(self.peak_bytes, self._sample())
+            time.sleep(self._interval)
+
+    def __enter__(self) -> TreeMemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop = True
+        self._thread.join()

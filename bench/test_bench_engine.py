@@ -1,0 +1,114 @@
+"""The multiprocess engine: scaling with workers, the reader's own ceiling, peak memory.
+
+Workload: the generated 'mix' capture of 2M packets (bench/conftest.py; quick mode: 20k).
+`extra_info` carries packets/s and the peak private memory (USS) of the whole process tree.
+The naive dpkt converter runs in the same session for a ratio (bench/test_bench_convert.py
+has the single-process figures).
+
+Run: .venv/bin/pytest bench/test_bench_engine.py --benchmark-only --benchmark-json=OUT.json
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.conftest import QUICK, ROUNDS, TreeMemorySampler, machine_line, workload
+from bench.peers import naive_dpkt_ndjson_zstd
+from pipeline.capture import open_capture
+from pipeline.convert import convert
+from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES
+from pipeline.runtime.reader import BatchRouter
+
+ENGINE_PACKETS = (
+    20_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_ENGINE_PACKETS", "2000000"))
+)
+# The memory-bound check runs on a 4x larger capture too (opt in: it takes ~3 minutes to make).
+LARGE_PACKETS = int(os.environ.get("PCAP_INGEST_BENCH_LARGE_PACKETS", "0"))
+
+
+@pytest.fixture(scope="module")
+def engine_capture() -> Path:
+    return workload(ENGINE_PACKETS)
+
+
+def _record(benchmark: Any, packets: int, peak: int | None = None) -> None:
+    benchmark.extra_info["packets"] = packets
+    benchmark.extra_info["machine"] = machine_line()
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and stats.stats.median:
+        benchmark.extra_info["packets_per_second"] = round(packets / stats.stats.median)
+    if peak is not None:
+        benchmark.extra_info["peak_private_mib"] = round(peak / (1 << 20), 1)
+
+
+def test_peer_naive_dpkt_ndjson_zstd_2m(
+    benchmark: Any, engine_capture: Path, tmp_path: Path
+) -> None:
+    out = str(tmp_path / "naive.ndjson.zst")
+    benchmark.pedantic(
+        lambda: naive_dpkt_ndjson_zstd(str(engine_capture), out), rounds=ROUNDS, iterations=1
+    )
+    _record(benchmark, ENGINE_PACKETS)
+
+
+def test_reader_ceiling(benchmark: Any, engine_capture: Path) -> None:
+    """Framing and routing alone: what one reader can feed (column batches + flow hash +
+    the per-worker split, no queues), for 8 workers."""
+
+    def read_and_route() -> int:
+        n = 0
+        with open_capture(str(engine_capture), with_data=False) as capture:
+            router = BatchRouter(0, 8, capture.mapping)
+            for batch_no, columns in enumerate(capture.column_batches(DEFAULT_BATCH_FRAMES)):
+                router.split(batch_no, columns)
+                n += len(columns)
+            router.close()
+        return n
+
+    benchmark.pedantic(read_and_route, rounds=ROUNDS, iterations=1)
+    _record(benchmark, ENGINE_PACKETS)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4, 8])
+def test_end_to_end_workers(
+    benchmark: Any, engine_capture: Path, tmp_path: Path, workers: int
+) -> None:
+    """`pcap-ingest convert -w N`: reader + N workers + coordinator, zstd files, unordered."""
+    sampler = TreeMemorySampler()
+
+    def run() -> None:
+        result = convert([str(engine_capture)], str(tmp_path), force=True, workers=workers)
+        assert result.files[0].frames == ENGINE_PACKETS and result.files[0].accounted
+
+    with sampler:
+        benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes)
+
+
+def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_path: Path) -> None:
+    sampler = TreeMemorySampler()
+
+    def run() -> None:
+        convert([str(engine_capture)], str(tmp_path), force=True, workers=2, ordered=True)
+
+    with sampler:
+        benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes)
+
+
+@pytest.mark.skipif(LARGE_PACKETS == 0, reason="set PCAP_INGEST_BENCH_LARGE_PACKETS (e.g. 8000000)")
+def test_memory_bound_on_a_larger_capture(benchmark: Any, tmp_path: Path) -> None:
+    """Peak private memory must not grow with the input: the same run on a 4x larger file."""
+    large = workload(LARGE_PACKETS)
+    sampler = TreeMemorySampler()
+
+    def run() -> None:
+        convert([str(large)], str(tmp_path), force=True, workers=2)
+
+    with sampler:
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    _record(benchmark, LARGE_PACKETS, sampler.peak_bytes)
