@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.capture import Frame, open_capture
 from pipeline.decode import errors
 from pipeline.decode.ip import MAX_IPV6_EXTENSION_HEADERS
 from pipeline.decode.link import MAX_MPLS_LABELS, MAX_VLAN_TAGS
-from pipeline.decode.packet import decode_packet
+from pipeline.decode.packet import decode_packet, decode_packet_layered
+from tests.conftest import CAPTURE_PARAMS
 
 SRC4, DST4 = bytes([10, 0, 0, 1]), bytes([192, 168, 1, 2])
 SRC6 = bytes.fromhex("20010db8000000000000000000000001")
@@ -385,3 +388,37 @@ def test_never_raises_on_mutated_packets(case: tuple, flips: list[tuple[int, int
             data[pos % len(data)] = value
     pkt = decode_packet(link_type, bytes(data))
     assert pkt.error is None or pkt.error in REASONS, (pkt.error, pkt.error_detail)
+
+
+@pytest.mark.parametrize("capture", CAPTURE_PARAMS)
+def test_fused_path_equals_layered_on_reference_captures(capture: Path) -> None:
+    with open_capture(str(capture)) as cap:
+        for record in cap:
+            if isinstance(record, Frame):
+                assert decode_packet(record.link_type, record.data) == decode_packet_layered(
+                    record.link_type, record.data
+                ), record.index
+
+
+FUSED_SHAPES = [
+    ether(0x0800, V4_TCP),
+    ether(0x0800, ipv4(6, tcp(options=bytes(12)))),
+    ether(0x0800, ipv4(17, udp())),
+    ether(0x0800, ipv4(17, udp())) + bytes(20),
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    frame=st.sampled_from(FUSED_SHAPES),
+    flips=st.lists(st.tuples(st.integers(0, 100), st.integers(0, 255)), max_size=3),
+    cut=st.integers(0, 120),
+)
+def test_fused_path_equals_layered_on_mutations(
+    frame: bytes, flips: list[tuple[int, int]], cut: int
+) -> None:
+    data = bytearray(frame)
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    data = data[: max(cut, 1)] if cut < len(data) else data
+    assert decode_packet(1, bytes(data)) == decode_packet_layered(1, bytes(data))

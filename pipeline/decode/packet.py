@@ -13,6 +13,7 @@ addresses of a packet whose TCP header is cut short).
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from pipeline.decode.errors import REASON_DECODER_ERROR, REASON_UNSUPPORTED_LINK, DecodeStop
@@ -67,8 +68,55 @@ _link_decoders_get = LINK_DECODERS.get
 _transport_decoders_get = TRANSPORT_DECODERS.get
 
 
+# The common frame, Ethernet + IPv4 without options, in one struct call (through the IPv4
+# addresses), and the TCP fixed header in another.
+_ethernet_ipv4 = struct.Struct("!6s6sHBxHHHBB2x4s4s").unpack_from
+_tcp_header = struct.Struct("!HHIIBBH").unpack_from
+_udp_ports = struct.Struct("!HH").unpack_from
+
+
 def decode_packet(link_type: int, buf: bytes) -> Packet:
-    """Decode one frame's link, network and transport headers. Never raises."""
+    """Decode one frame's link, network and transport headers. Never raises.
+
+    Ethernet + IPv4 (no options, not a fragment) + TCP or UDP — most of any capture — takes
+    a fused path: two struct calls and no layer calls (~0.8 µs against ~1.7 µs). Anything
+    it is not sure of goes the general way; tests/test_decode.py checks the two agree on
+    every packet of the reference captures and on mutated packets.
+    """
+    if link_type == 1 and len(buf) >= 54:
+        (dst_mac, src_mac, ethertype, version_ihl, total_len, ip_id, flags_fragment, ttl,
+         protocol, src_ip, dst_ip) = _ethernet_ipv4(buf, 0)  # fmt: skip
+        if (
+            ethertype == 0x0800
+            and version_ihl == 0x45
+            and not flags_fragment & 0x3FFF
+            and 20 <= total_len <= len(buf) - 14
+        ):
+            end = 14 + total_len
+            if protocol == 6 and end >= 54:
+                src_port, dst_port, seq, ack, offset_ns, flags, window = _tcp_header(buf, 34)
+                data_offset = (offset_ns >> 4) * 4
+                if 20 <= data_offset <= end - 34:
+                    return _new_packet(
+                        Packet,
+                        (1, dst_mac, src_mac, None, None, 0x0800, 4, src_ip, dst_ip, 6, ttl,
+                         ip_id, 0, False, src_port, dst_port, (offset_ns & 1) << 8 | flags,
+                         seq, ack, window, None, None, 34 + data_offset, end, None, None,
+                         None),
+                    )  # fmt: skip
+            elif protocol == 17 and end >= 42:
+                src_port, dst_port = _udp_ports(buf, 34)
+                return _new_packet(
+                    Packet,
+                    (1, dst_mac, src_mac, None, None, 0x0800, 4, src_ip, dst_ip, 17, ttl, ip_id,
+                     0, False, src_port, dst_port, None, None, None, None, None, None, 42, end,
+                     None, None, None),
+                )  # fmt: skip
+    return decode_packet_layered(link_type, buf)
+
+
+def decode_packet_layered(link_type: int, buf: bytes) -> Packet:
+    """The general decoder: one table look-up and one function per layer."""
     dst_mac = src_mac = vlan_id = inner_vlan_id = ethertype = None
     ip_version = src_ip = dst_ip = protocol = ttl = ip_id = fragment_offset = None
     more_fragments = None
