@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pipeline.gen.capture_mix import write_capture
+from pipeline.runtime.memory import tree_private_memory_bytes
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 QUICK = os.environ.get("PCAP_INGEST_BENCH_QUICK") == "1"
@@ -63,23 +64,6 @@ def run_pedantic(benchmark: Any, fn: Any, packets: int) -> None:
         benchmark.extra_info["packets_per_second"] = round(packets / stats.stats.median)
 
 
-def private_memory_bytes(pid: int) -> int:
-    """Anonymous resident memory of one process (RssAnon in /proc/PID/status): its heap.
-
-    Not USS: USS counts the pages of the memory-mapped capture a process alone has touched
-    (private *clean* file pages), which are page cache, not memory the run holds. Reading
-    /proc/PID/status is also cheap, where smaps walks every page of a GiB mapping.
-    """
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 class TreeMemorySampler:
     """Peak private memory (anonymous resident memory, summed over a process and all its
     children), sampled every `interval` seconds on a thread while a run goes on."""
@@ -103,7 +87,7 @@ class TreeMemorySampler:
         pids = [self._root.pid]
         with contextlib.suppress(psutil.NoSuchProcess):
             pids += [child.pid for child in self._root.children(recursive=True)]
-        return sum(private_memory_bytes(pid) for pid in pids)
+        return tree_private_memory_bytes(pids)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from pipeline import convert
 from pipeline.gen.capture_mix import write_capture
+from pipeline.runtime.memory import private_memory_bytes
 from tests.conftest import HAVE_SHARED, REFERENCE_CAPTURES, needs_shared
 from tests.test_truth_packets import read_ndjson_zst
 
@@ -181,3 +183,47 @@ def test_engine_keeps_truth_accounting_on_malformed_inputs(tmp_path: Path) -> No
             one.status,
             dict(one.anomalies),
         ), multi.path
+
+
+def test_progress_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "mix.pcap"
+    write_capture(str(path), 20_000, seed=13)
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "pipeline", "convert", str(path)),
+            *("-o", str(tmp_path / "o"), "-w", "3", "--progress", "json"),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith(b"{")]
+    final = records[-1]
+    assert final["final"] and final["frames"] == 20_000 and final["events"] == 20_000
+    assert final["bytes_total"] == path.stat().st_size == final["bytes_read"]
+    assert len(final["queue_depth"]) == 3
+    assert {"elapsed_s", "packets_per_second", "files_done", "files"} <= set(final)
+    assert 0 < final["private_memory_mib"] < 1000
+
+
+def test_slow_sink_slows_the_reader_not_memory(long_capture: Path) -> None:
+    """A consumer that reads slowly: the reader waits (bounded queues), memory stays flat."""
+    proc, parent = start(long_capture, "-", "--compress", "none")
+    pids = [k.pid for k in children_of(parent)]
+    assert proc.stdout is not None and proc.stderr is not None
+    peak = 0
+    for _ in range(40):  # ~2.5 MB read in 40 small sips
+        proc.stdout.read(64 * 1024)
+        time.sleep(0.02)
+        tree = [parent.pid, *pids]
+        peak = max(peak, sum(private_memory_bytes(pid) for pid in tree))
+    frames_read = 0
+    os.set_blocking(proc.stderr.fileno(), False)
+    for line in (proc.stderr.read() or b"").splitlines():
+        if line.startswith(b"{"):
+            frames_read = max(frames_read, json.loads(line)["frames"])
+    proc.kill()
+    proc.wait(timeout=10)
+    # ~2.5 MB of output is ~3,500 events: the reader may be a few batches ahead, no more.
+    assert frames_read < 100_000, frames_read
+    assert peak < 600 * (1 << 20), peak

@@ -32,6 +32,7 @@ import numpy as np
 import orjson
 
 from pipeline.convert import ConvertOptions, output_stem, plan_outputs
+from pipeline.runtime.memory import tree_private_memory_bytes
 from pipeline.runtime.messages import (
     BatchOutput,
     ReaderDone,
@@ -448,6 +449,13 @@ class Engine:
                 "files_done": len(self._finished),
                 "files": len(self.paths),
                 "queue_depth": depths,
+                "private_memory_mib": round(
+                    tree_private_memory_bytes(
+                        [os.getpid(), *(p.pid for p in self.processes if p.pid)]
+                    )
+                    / (1 << 20),
+                    1,
+                ),
                 "final": final,
             }
             stream.write(orjson.dumps(record).decode() + "\n")
