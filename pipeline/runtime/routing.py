@@ -17,6 +17,8 @@ checks the two agree on every packet of the reference captures.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -69,6 +71,14 @@ def packet_hash(link_type: int, data: bytes, offset: int) -> int:
     return flow_hash(pkt.src_ip, pkt.dst_ip, 0, 0)
 
 
+def _any_of(values: npt.NDArray[np.int64], choices: tuple[int, ...]) -> npt.NDArray[np.bool_]:
+    """``np.isin`` for a handful of constants, without its sort (measured 10x cheaper)."""
+    result = values == choices[0]
+    for choice in choices[1:]:
+        result |= values == choice
+    return result
+
+
 def _mix_array(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     values = (values * np.uint64(_FINAL)) & np.uint64(_MASK)
     return values ^ (values >> np.uint64(16))
@@ -100,19 +110,24 @@ def route_batch(
     words = np.ndarray((len(buf) - 3,), dtype=">u4", buffer=buf, strides=(1,))
     last = len(buf) - 4
 
-    def word(at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """The big-endian 32-bit word at packet-relative byte `at` of every packet."""
-        return words[np.minimum(offsets + at, last)].astype(np.int64)
+    def word(at: npt.NDArray[np.int64] | int, rows: Any = None) -> npt.NDArray[np.int64]:
+        """The big-endian 32-bit word at packet-relative byte `at` (of the `rows` given).
+
+        Plain fancy indexing: ``np.take`` would first copy the whole strided view."""
+        starts = offsets if rows is None else offsets[rows]
+        return words[np.minimum(starts + at, last)].astype(np.int64)
 
     needs_scalar = np.zeros(n, dtype=bool)
     l3 = np.full(n, link_len, dtype=np.int64)
     if link_type in _ETHERTYPE_AT:
-        ethertype = word(np.full(n, _ETHERTYPE_AT[link_type], dtype=np.int64)) >> 16
+        ethertype = word(_ETHERTYPE_AT[link_type]) >> 16
         for _ in range(2):  # 802.1Q and QinQ; deeper stacks go to the scalar path
-            tagged = np.isin(ethertype, _VLAN_TPIDS) & (l3 + 4 <= caplens)
+            tagged = _any_of(ethertype, _VLAN_TPIDS) & (l3 + 4 <= caplens)
+            if not tagged.any():
+                break
             ethertype = np.where(tagged, word(l3) & 0xFFFF, ethertype)
             l3 = np.where(tagged, l3 + 4, l3)
-        needs_scalar |= np.isin(ethertype, (*_VLAN_TPIDS, 0x8847, 0x8848, 0x8864))
+        needs_scalar |= _any_of(ethertype, (*_VLAN_TPIDS, 0x8847, 0x8848, 0x8864))
         version = np.where(ethertype == 0x0800, 4, np.where(ethertype == 0x86DD, 6, 0))
     else:  # raw IP: the version nibble says which
         version = np.where(caplens > 0, word(l3) >> 28, 0)
@@ -121,34 +136,45 @@ def route_batch(
     v4 = (version == 4) & (nibble == 4) & (l3 + 20 <= caplens)
     v6 = (version == 6) & (nibble == 6) & (l3 + 40 <= caplens)
 
+    # IPv4 fields for every row (cheap, and most rows are IPv4); IPv6 only where it is.
     ihl = ((first >> 24) & 0x0F) * 4
-    v4_id_frag = word(l3 + 4)
-    v4_ttl_protocol = word(l3 + 8)
-    v4_protocol = (v4_ttl_protocol >> 16) & 0xFF
-    v4_fragment = (v4_id_frag & 0x3FFF) != 0  # MF flag or a fragment offset
-    v6_next = (word(l3 + 4) >> 8) & 0xFF
-    needs_scalar |= v6 & np.isin(v6_next, _IPV6_EXTENSIONS)
-    needs_scalar |= v4 & ((ihl < 20) | (v4_protocol == 51))  # bad header, or AH to skip
-
-    ip_a = np.where(v4, word(l3 + 12), word(l3 + 8) ^ word(l3 + 12) ^ word(l3 + 16) ^ word(l3 + 20))
-    ip_b = np.where(
-        v4, word(l3 + 16), word(l3 + 24) ^ word(l3 + 28) ^ word(l3 + 32) ^ word(l3 + 36)
-    )
-    l4 = np.where(v4, l3 + ihl, l3 + 40)
-    protocol = np.where(v4, v4_protocol, v6_next)
-    fragment = np.where(v4, v4_fragment, v6 & (v6_next == 44))
-    port_flow = (v4 | v6) & np.isin(protocol, PORT_PROTOCOLS) & ~fragment
+    protocol = (word(l3 + 8) >> 16) & 0xFF
+    fragment = v4 & ((word(l3 + 4) & 0x3FFF) != 0)  # MF flag or a fragment offset
+    needs_scalar |= v4 & ((ihl < 20) | (protocol == 51))  # bad header, or AH to skip
+    ip_a = word(l3 + 12)
+    ip_b = word(l3 + 16)
+    l4 = l3 + ihl
+    v6_rows = np.nonzero(v6)[0]
+    if len(v6_rows):
+        at = l3[v6_rows]
+        v6_next = (word(at + 4, v6_rows) >> 8) & 0xFF
+        protocol[v6_rows] = v6_next
+        fragment[v6_rows] = v6_next == 44
+        needs_scalar[v6_rows] |= _any_of(v6_next, _IPV6_EXTENSIONS)
+        ip_a[v6_rows] = (
+            word(at + 8, v6_rows)
+            ^ word(at + 12, v6_rows)
+            ^ word(at + 16, v6_rows)
+            ^ word(at + 20, v6_rows)
+        )
+        ip_b[v6_rows] = (
+            word(at + 24, v6_rows)
+            ^ word(at + 28, v6_rows)
+            ^ word(at + 32, v6_rows)
+            ^ word(at + 36, v6_rows)
+        )
+        l4[v6_rows] = at + 40
+    ip = v4 | v6
+    port_flow = ip & _any_of(protocol, PORT_PROTOCOLS) & ~fragment
     has_ports = port_flow & (l4 + 4 <= caplens)
     # A port protocol whose header is cut short: the decoder makes it an anomaly, which the
     # scalar path routes by offset, as it does everything the decoder rejects.
     needs_scalar |= port_flow & ~has_ports
-    ports = np.where(has_ports, word(l4), 0)
+    ports = np.where(has_ports, word(l4), 0).astype(np.uint64)
 
     mask = np.uint64(_MASK)
-    end_a = (ip_a.astype(np.uint64) * np.uint64(_GOLDEN) + (ports >> 16).astype(np.uint64)) & mask
-    end_b = (ip_b.astype(np.uint64) * np.uint64(_GOLDEN) + (ports & 0xFFFF).astype(np.uint64)) & (
-        mask
-    )
-    ip_hashes = _mix_array(end_a ^ end_b)
-    hashes = np.where(v4 | v6, ip_hashes, hashes)
+    golden = np.uint64(_GOLDEN)
+    end_a = (ip_a.astype(np.uint64) * golden + (ports >> np.uint64(16))) & mask
+    end_b = (ip_b.astype(np.uint64) * golden + (ports & np.uint64(0xFFFF))) & mask
+    hashes = np.where(ip, _mix_array(end_a ^ end_b), hashes)
     return hashes, needs_scalar
