@@ -52,7 +52,8 @@ def markdown(run: dict[str, Any]) -> str:
         lines += [
             f"`{file}`",
             "",
-            "| benchmark | packets | median s | packets/s | × naive dpkt+orjson+zstd | peak private MiB |",
+            "| benchmark | packets | median s | packets/s | × naive dpkt+orjson+zstd "
+            "| peak private MiB |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for r in group:

@@ -155,49 +155,8 @@ class PacketLineEncoder:
                 if not fragment_offset and not more_fragments
                 else _fragment_fields(ip_id, fragment_offset, more_fragments)
             )
-            if tcp_flags is not None:
-                return template_tcp % (
-                    second_text[0],
-                    nanos,
-                    key_prefix,
-                    index,
-                    network,
-                    origlen,
-                    vlan,
-                    path_json,
-                    index,
-                    offset,
-                    interface,
-                    caplen,
-                    tcp_flag_json[tcp_flags],
-                    tcp_seq,
-                    tcp_ack,
-                    tcp_window,
-                    ttl,
-                    frag,
-                    endpoints,
-                )
-            if src_port is None and icmp_type is not None:
-                return template_icmp % (
-                    second_text[0],
-                    nanos,
-                    key_prefix,
-                    index,
-                    network,
-                    origlen,
-                    vlan,
-                    path_json,
-                    index,
-                    offset,
-                    interface,
-                    caplen,
-                    icmp_type,
-                    icmp_code,
-                    ttl,
-                    frag,
-                    endpoints,
-                )
-            return template_other % (
+            # The fields every shape starts with, up to "caplen".
+            head = (
                 second_text[0],
                 nanos,
                 key_prefix,
@@ -210,9 +169,20 @@ class PacketLineEncoder:
                 offset,
                 interface,
                 caplen,
-                ttl,
-                frag,
-                endpoints,
             )
+            if tcp_flags is not None:
+                return template_tcp % (
+                    *head,
+                    tcp_flag_json[tcp_flags],
+                    tcp_seq,
+                    tcp_ack,
+                    tcp_window,
+                    ttl,
+                    frag,
+                    endpoints,
+                )
+            if src_port is None and icmp_type is not None:
+                return template_icmp % (*head, icmp_type, icmp_code, ttl, frag, endpoints)
+            return template_other % (*head, ttl, frag, endpoints)
 
         return line
