@@ -57,9 +57,7 @@ def markdown(run: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         for r in group:
-            ratio = (
-                f"{r['pps'] / naive['pps']:.2f}" if naive and r["pps"] and naive["pps"] else ""
-            )
+            ratio = f"{r['pps'] / naive['pps']:.2f}" if naive and r["pps"] and naive["pps"] else ""
             lines.append(
                 f"| {r['name']} | {r['packets'] or ''} | {r['median_s']:.3f} | "
                 f"{r['pps'] or ''} | {ratio} | {r['peak_mib'] or ''} |"
