@@ -40,8 +40,8 @@ class WorkBatch(NamedTuple):
     offset: Int64s  # in the (decompressed) capture: into the file when it is mapped
     caplen: Int64s
     origlen: Int64s
-    interface: Int64s
-    link_type: Int64s
+    interface: Int64s | int  # an int when every frame of the batch has the same
+    link_type: Int64s | int
     blob: bytes | None  # the packet bytes, for unmapped inputs
     blob_offset: Int64s | None  # where each packet starts in `blob`
     errors: list[FramingError]  # framing errors routed here, their ts_ns filled in

@@ -8,6 +8,7 @@ are bounded: when they are full the reader waits, which is the pipeline's backpr
 from __future__ import annotations
 
 import os
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -28,6 +29,9 @@ from pipeline.runtime.messages import (
     WorkBatch,
 )
 from pipeline.runtime.routing import packet_hash, route_batch
+
+# How often the reader tells the coordinator how far it is.
+PROGRESS_SECONDS = 0.25
 
 
 def _first_key(columns: FrameColumns, mapping: Any) -> str:
@@ -81,11 +85,18 @@ class BatchRouter:
             np.cumsum(columns.caplen[:-1], out=buf_offsets[1:])
         owner = self.owners(columns, buf, buf_offsets)
         workers = self.workers
-        values = columns[:7]
+        values: list[Any] = list(columns[:7])
+        for uniform in (5, 6):  # interface and link type: one value for most captures
+            column = values[uniform]
+            if len(column) and (column == column[0]).all():
+                values[uniform] = int(column[0])
         messages = []
         for worker in range(workers):
             select = np.nonzero(owner == worker)[0] if workers > 1 else None
-            sub = [column[select] if select is not None else column for column in values]
+            sub = [
+                column[select] if select is not None and not isinstance(column, int) else column
+                for column in values
+            ]
             blob_out: bytes | None = None
             blob_offsets = None
             if columns.data is not None:
@@ -152,6 +163,7 @@ def _read_one(
         batches = frames = 0
         error: str | None = None
         position = 0
+        next_progress = 0.0
         interrupted = False
         started = False
         try:
@@ -167,7 +179,10 @@ def _read_one(
                 frames += len(columns)
                 if len(columns.offset):
                     position = int(columns.offset[-1] + columns.caplen[-1])
-                coordinator.send(ReaderProgress(file_no, batches, frames, position))
+                now = time.monotonic()
+                if now >= next_progress:  # a few notes a second, not one per batch
+                    coordinator.send(ReaderProgress(file_no, batches, frames, position))
+                    next_progress = now + PROGRESS_SECONDS
                 if stop.is_set():
                     interrupted = True
                     break
@@ -180,5 +195,6 @@ def _read_one(
                 inbox.put(FileStart(file_no, path, capture.mapping is not None, capture_key(None)))
         for inbox in inboxes:
             inbox.put(FileEnd(file_no))
+        coordinator.send(ReaderProgress(file_no, batches, frames, position))
         status = "partial" if error or capture.status != "ok" else "ok"
         coordinator.send(ReaderDone(file_no, batches, frames, status, error, interrupted))

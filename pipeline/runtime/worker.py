@@ -48,6 +48,11 @@ class _OpenFile:
             self.mapping.close()
 
 
+def _values(column: Any, n: int) -> Any:
+    """A column as a list, or one value repeated (the reader sends uniform columns as ints)."""
+    return [column] * n if isinstance(column, int) else column.tolist()
+
+
 def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | FramingError]:
     """Rebuild the batch's records, in frame order."""
     new = tuple.__new__
@@ -65,8 +70,8 @@ def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | Framing
             batch.offset.tolist(),
             batch.caplen.tolist(),
             batch.origlen.tolist(),
-            batch.interface.tolist(),
-            batch.link_type.tolist(),
+            _values(batch.interface, len(batch.index)),
+            _values(batch.link_type, len(batch.index)),
             starts,
             strict=True,
         )
