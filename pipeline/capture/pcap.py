@@ -225,18 +225,20 @@ class PcapWalker(BaseWalker):
         unpack_caplen = self._unpack_caplen
         max_caplen = self._max_caplen
         append = offsets_out.append
-        taken = 0
+        before = len(offsets_out)
+        start = pos + 16  # where the record's data would start
         try:
             for _ in range(max_items):
-                (caplen,) = unpack_caplen(buf, pos + 8)
-                stop = pos + 16 + caplen
+                (caplen,) = unpack_caplen(buf, start - 8)
+                stop = start + caplen
                 if caplen > max_caplen or stop > end:
                     break
-                append(pos + 16)
-                pos = stop
-                taken += 1
+                append(start)
+                start = stop + 16
         except struct.error:
             pass
+        pos = start - 16
+        taken = len(offsets_out) - before
         if taken:
             sec, frac, _, _ = self._unpack_record(buf, offsets_out[-1] - 16)
             self._last_ts_ns = sec * 1_000_000_000 + frac * self._frac_ns
