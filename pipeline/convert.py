@@ -1,9 +1,10 @@
 """The conversion loop: capture frames → decoded packets → ECS events → NDJSON → sinks.
 
-This is the single-process runtime and the per-packet hot path. Its pieces are the seams the
-multiprocess runtime cuts along: framing yields `Frame` references, `decode_packet` is a pure
-function of (link type, bytes), `EcsMapper` turns records into dicts just before orjson
-serialises them, and sinks receive whole NDJSON chunks.
+This is the single-process runtime and the per-packet hot path; the multiprocess workers
+(pipeline/runtime/worker.py) run the same `FrameConverter`. Its pieces are the seams:
+framing yields `Frame` references, `decode_packet` is a pure function of (link type,
+bytes), `EcsMapper` defines the ECS event (dicts, for the API) and `PacketLineEncoder`
+writes the same events as NDJSON bytes (for files), and sinks receive whole chunks.
 
 Work is done a batch of frames at a time: one ``b"".join`` and one sink write per batch keep
 the per-packet cost at a decode and an encode (NOTES.md: per-record writes cost more
