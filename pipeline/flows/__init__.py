@@ -17,3 +17,27 @@ __all__ = [
     "SEQ_MOD",
     "StreamReassembler",
 ]
+
+from pipeline.flows.defrag import (
+    DONE_LINGER_NS,
+    FRAGMENT_TIMEOUT_NS,
+    IPV4_MAX_DATAGRAM_BYTES,
+    MAX_DATAGRAM_BYTES,
+    MAX_DONE_KEYS,
+    MAX_PENDING_BYTES,
+    MAX_PENDING_DATAGRAMS,
+    MAX_PENDING_FRAGMENTS,
+    Defragmenter,
+)
+
+__all__ += [
+    "DONE_LINGER_NS",
+    "FRAGMENT_TIMEOUT_NS",
+    "IPV4_MAX_DATAGRAM_BYTES",
+    "MAX_DATAGRAM_BYTES",
+    "MAX_DONE_KEYS",
+    "MAX_PENDING_BYTES",
+    "MAX_PENDING_DATAGRAMS",
+    "MAX_PENDING_FRAGMENTS",
+    "Defragmenter",
+]
