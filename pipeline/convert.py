@@ -262,14 +262,9 @@ def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
                 lines.clear()
         if capture.status != STATUS_OK and stats.status == STATUS_OK:
             stats.status = STATUS_PARTIAL
-            stats.error = _framing_problems(stats)
+            stats.error = stats.framing_problems()
     stats.seconds = time.perf_counter() - started
     return stats
-
-
-def _framing_problems(stats: FileStats) -> str:
-    reasons = [r for r in ("length_error", "truncated", "malformed") if stats.anomalies.get(r)]
-    return "capture records: " + ", ".join(reasons) if reasons else "corrupt capture records"
 
 
 def convert(

@@ -20,13 +20,17 @@ class InputError(Exception):
     """A usage error in the inputs: printed as one line, exit code 1."""
 
 
-def looks_like_capture(path: str) -> bool:
-    """True if the capture reader recognises the file (by magic, through compression)."""
+def capture_problem(path: str) -> str | None:
+    """Why the capture reader cannot open `path` (by magic, through compression), or None."""
     try:
         with open_capture(path):
-            return True
-    except CaptureOpenError:
-        return False
+            return None
+    except CaptureOpenError as exc:
+        return str(exc)
+
+
+def looks_like_capture(path: str) -> bool:
+    return capture_problem(path) is None
 
 
 def _directory_captures(directory: str, recursive: bool) -> list[str]:
@@ -83,11 +87,9 @@ def expand_inputs(args: list[str], recursive: bool = False) -> list[str]:
 
 def _check_capture(path: str) -> None:
     """Fail fast, before any output, on a named file that is not a capture we can read."""
-    try:
-        with open_capture(path):
-            pass
-    except CaptureOpenError as exc:
-        raise InputError(str(exc)) from None
+    problem = capture_problem(path)
+    if problem is not None:
+        raise InputError(problem)
 
 
 def _is_fifo(path: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 STATUS_OK = "ok"  # read whole
 STATUS_PARTIAL = "partial"  # read until a corrupt or cut-short record, what was read is kept
 STATUS_FAILED = "failed"  # nothing could be read
+STATUS_INTERRUPTED = "interrupted"  # SIGINT/SIGTERM stopped the reading; output kept as .partial
 
 
 @dataclass
@@ -33,6 +34,11 @@ class FileStats:
     @property
     def anomaly_count(self) -> int:
         return sum(self.anomalies.values())
+
+    def framing_problems(self) -> str:
+        """One line on why the capture's records could not all be read, from the anomalies."""
+        reasons = [r for r in ("length_error", "truncated", "malformed") if self.anomalies.get(r)]
+        return "capture records: " + ", ".join(reasons) if reasons else "corrupt capture records"
 
     @property
     def accounted(self) -> bool:

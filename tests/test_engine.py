@@ -227,3 +227,23 @@ def test_slow_sink_slows_the_reader_not_memory(long_capture: Path) -> None:
     # ~2.5 MB of output is ~3,500 events: the reader may be a few batches ahead, no more.
     assert frames_read < 100_000, frames_read
     assert peak < 600 * (1 << 20), peak
+
+
+def test_exception_in_a_worker_fails_the_run_with_its_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that raises inside a worker: reported (not a hang), named, nothing left behind.
+
+    Workers are forked, so a patch made here reaches them."""
+    from pipeline.runtime import worker
+    from pipeline.runtime.engine import EngineFailed
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(worker, "_frames", broken)
+    path = tmp_path / "mix.pcap"
+    write_capture(str(path), 5_000, seed=14)
+    with pytest.raises(EngineFailed, match=r"worker \d failed while converting .*decoder exploded"):
+        convert([str(path)], str(tmp_path / "out"), workers=2)
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []

@@ -45,7 +45,14 @@ from pipeline.runtime.reader import reader_main
 from pipeline.runtime.worker import worker_main
 from pipeline.sinks.background import BackgroundSink
 from pipeline.sinks.files import FileSink, Sink, StdoutSink
-from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
+from pipeline.stats import (
+    STATUS_FAILED,
+    STATUS_INTERRUPTED,
+    STATUS_OK,
+    STATUS_PARTIAL,
+    FileStats,
+    RunStats,
+)
 
 # How often the coordinator checks its children when no message comes: the bound on how long
 # a dead worker goes unnoticed.
@@ -56,7 +63,6 @@ QUEUE_BATCHES = 4
 # Packets per reader batch: large enough that routing's numpy calls and the queue puts are
 # amortised (measured: the reader's cost per packet halves from 1024 to 4096).
 DEFAULT_BATCH_FRAMES = 4096
-STATUS_INTERRUPTED = "interrupted"
 
 
 class EngineFailed(Exception):
@@ -338,7 +344,7 @@ class Engine:
                 stats.error = "interrupted: stopped reading here"
             elif done.status != STATUS_OK:
                 stats.status = STATUS_PARTIAL
-                stats.error = done.error or _framing_problems(stats)
+                stats.error = done.error or stats.framing_problems()
         sink = state.sink
         state.sink = None
         if sink is not None and sink is not self._stdout:
@@ -471,8 +477,3 @@ class Engine:
                 f"{events / elapsed:,.0f} events/s  {eta}   " + ("\n" if final else "")
             )
         stream.flush()
-
-
-def _framing_problems(stats: FileStats) -> str:
-    reasons = [r for r in ("length_error", "truncated", "malformed") if stats.anomalies.get(r)]
-    return "capture records: " + ", ".join(reasons) if reasons else "corrupt capture records"
