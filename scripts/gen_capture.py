@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Write a deterministic, realistic synthetic capture for benchmarks and tests.
 
-    scripts/gen_capture.py --packets N --seed S -o FILE [--format pcap|pcapng] [--nanosecond]
+    scripts/gen_capture.py --packets N --seed S -o FILE [--profile NAME] [--flows F]
+                           [--format pcap|pcapng] [--nanosecond]
+
+`--profile` is one of the named workloads of `pipeline.gen.profiles` (default `mixed`, the
+realistic mix); `--help` lists them. `--flows` sets the number of connections of
+`ooo-holes` (default packets // 50) and `small-flood` (default 16).
 
 A thin wrapper around `pipeline.gen.capture_mix.main`, runnable from a checkout without
 installing the package.

@@ -1,5 +1,6 @@
-"""Synthetic capture generation for benchmarks and tests (see `capture_mix`)."""
+"""Synthetic capture generation for benchmarks and tests (see `capture_mix`, `profiles`)."""
 
 from pipeline.gen.capture_mix import iter_frames, main, write_capture
+from pipeline.gen.profiles import PROFILES
 
-__all__ = ["iter_frames", "main", "write_capture"]
+__all__ = ["PROFILES", "iter_frames", "main", "write_capture"]

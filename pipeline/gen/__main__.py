@@ -1,4 +1,4 @@
-"""`python -m pipeline.gen --packets N --seed S -o FILE`: write a synthetic capture."""
+"""`python -m pipeline.gen --packets N --seed S -o FILE [--profile NAME]`: write a capture."""
 
 import sys
 

@@ -1,8 +1,11 @@
 """Deterministic, realistic synthetic traffic captures for benchmarks and tests.
 
-`write_capture(path, packets, seed)` writes exactly `packets` Ethernet frames. The same
-(packets, seed, format) always gives a byte-identical file: every random choice comes from one
-``random.Random(seed)`` (plus fixed-seed payload pools), timestamps come from a simulated clock
+`write_capture(path, packets, seed)` writes exactly `packets` Ethernet frames of the mix
+described here; `profile=` picks one of the other named workloads of `pipeline.gen.profiles`
+(dns-heavy, http-heavy, tls-heavy, small-flood, syn-flood, ooo-holes, many-flows), built from
+this module's hosts and packet builders. The same (profile, packets, seed, format) always
+gives a byte-identical file: every random choice comes from one ``random.Random(seed)``
+(plus fixed-seed payload pools), timestamps come from a simulated clock
 that starts at 2024-01-01T00:00:00Z, no set is ever iterated, and dicts are only looked up
 or read back in insertion order. Nothing is held per packet, so memory stays flat for
 8M-packet captures.
@@ -1170,8 +1173,19 @@ class _Gen:
 
     # ------------------------------------------------------------------------ flows
 
-    def tls_flow(self) -> Iterator[bytes]:
-        """A TLS 1.3 session: handshake, 1-6 request/response rounds, close_notify."""
+    def tls_flow(
+        self,
+        rounds: Sequence[int] | None = None,
+        median: float = 8_000,
+        cap: int = 2_000_000,
+        p_rst: float = 0.15,
+    ) -> Iterator[bytes]:
+        """A TLS 1.3 session: handshake, 1-6 request/response rounds, close_notify.
+
+        `rounds` (drawn from, default `_ROUNDS`), the log-normal `median` and `cap` of response
+        sizes, and the share of RST teardowns `p_rst` let profiles make handshakes denser; the
+        defaults are the mix's and consume the same random numbers.
+        """
         rng = self.rng
         client = self.pick_client()
         site = rng.choice(self.https_sites)
@@ -1184,7 +1198,8 @@ class _Gen:
             profile = "firefox"
         else:
             profile = "openssl"
-        sizes = [_lognorm(rng, 8_000, 1.5, 100, 2_000_000) for _ in range(_pick(rng, _ROUNDS))]
+        n_rounds = _pick(rng, rounds or _ROUNDS)
+        sizes = [_lognorm(rng, median, 1.5, 100, cap) for _ in range(n_rounds)]
         v6, tags = self.placement("tls", client, site.host.ip6 is not None)
         f = _TcpFlow(self, client, site.host, 443, v6, tags)
         yield from f.handshake(client.os, site.host.os)
@@ -1211,15 +1226,30 @@ class _Gen:
                 yield 0, len(alert), (alert,)
 
         yield from f.exchange(messages())
-        yield from f.close(p_rst=0.15)
+        yield from f.close(p_rst=p_rst)
 
-    def http_flow(self) -> Iterator[bytes]:
-        """HTTP/1.1 keep-alive connection; a few are refused or never answered."""
+    def http_flow(
+        self,
+        requests_per_conn: Sequence[int] | None = None,
+        body_cap: int = 0,
+        sites: Sequence[_Site] | None = None,
+        p_rst: float = 0.12,
+    ) -> Iterator[bytes]:
+        """HTTP/1.1 keep-alive connection; a few are refused or never answered.
+
+        Profiles may draw the requests per connection from `requests_per_conn` (default
+        `_REQUESTS`), cap 200 bodies at `body_cap` bytes (0: no cap beyond the pools'), pick
+        from other `sites` and change the share of RST teardowns; the defaults are the mix's
+        and consume the same random numbers.
+        """
         rng = self.rng
         client = self.pick_client()
-        site = rng.choice(self.http_sites)
-        requests = [self.http_request(site, client) for _ in range(_pick(rng, _REQUESTS))]
+        site = rng.choice(sites or self.http_sites)
+        n_requests = _pick(rng, requests_per_conn or _REQUESTS)
+        requests = [self.http_request(site, client) for _ in range(n_requests)]
         sizes = [self.body_size(kind) for _, kind, _ in requests]
+        if body_cap:
+            sizes = [min(n, body_cap) for n in sizes]
         v6, tags = self.placement("http", client, site.host.ip6 is not None)
         f = _TcpFlow(self, client, site.host, 80, v6, tags)
         r = rng.random()
@@ -1241,7 +1271,7 @@ class _Gen:
                 yield (1, *self.http_response(site, kind, path, size))
 
         yield from f.exchange(messages())
-        yield from f.close()
+        yield from f.close(p_rst=p_rst)
 
     def bulk_flow(self) -> Iterator[bytes]:
         """A one-way bulk transfer (SMB, rsync, NFS) to an internal server."""
@@ -1529,6 +1559,14 @@ class _DnsWriter:
             self.buf += rdata
         struct.pack_into("!H", self.buf, at, len(self.buf) - at - 2)
 
+    def mx(self, owner: str, ttl: int, preference: int, exchange: str) -> None:
+        """An MX record; the exchange name is compressed like any other name."""
+        self.name(owner)
+        self.buf += struct.pack("!HHIHH", 15, 1, ttl, 0, preference)
+        at = len(self.buf) - 4
+        self.name(exchange)
+        struct.pack_into("!H", self.buf, at, len(self.buf) - at - 2)
+
     def soa(self, zone: str) -> None:
         self.name(zone)
         self.buf += struct.pack("!HHI", 6, 1, 900)
@@ -1543,10 +1581,24 @@ class _DnsWriter:
 # ------------------------------------------------------------------------------ scheduler
 
 
-def iter_frames(packets: int, seed: int) -> Iterator[tuple[int, bytes]]:
-    """Yield exactly `packets` (timestamp_ns, Ethernet frame) pairs; open flows are cut off."""
+def iter_frames(
+    packets: int, seed: int, profile: str = "mixed", *, flows: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Yield `packets` (timestamp_ns, Ethernet frame) pairs of the named workload profile.
+
+    `mixed` (the default) is the traffic mix this module describes; the other profiles and
+    what `flows` means for each are in `pipeline.gen.profiles`. Unknown profiles and
+    arguments a profile cannot honour raise ValueError here, before the first frame.
+    """
+    # Imported here, not at the top: profiles builds on this module's classes.
+    from pipeline.gen.profiles import profile_frames
+
+    return profile_frames(profile, packets, seed, flows)
+
+
+def mixed_frames(packets: int, seed: int) -> Iterator[tuple[int, bytes]]:
+    """Exactly `packets` frames of the mix; flows still open at the end are cut off."""
     g = _Gen(seed)
-    rng = g.rng
     factories: dict[str, Callable[[], Iterator[bytes]]] = {
         "tls": g.tls_flow,
         "http": g.http_flow,
@@ -1562,29 +1614,54 @@ def iter_frames(packets: int, seed: int) -> Iterator[tuple[int, bytes]]:
     targets = [
         max(20, conc // 50) if n == "bulk" else max(1, round(conc * slots[n])) for n in names
     ]
-    make = [factories[n] for n in names]
     g.pool_size = dict(zip(names, targets, strict=True))
-    pools: list[list[Iterator[bytes]]] = [[] for _ in names]
-    tickets: list[list[tuple[list[int], bool, bool]]] = [[] for _ in names]
-    # A 4096-entry table turns one getrandbits(12) into a category with the wanted shares.
+    table = share_table([share for _, share in CATEGORY_SHARES])
+    return interleave(g, packets, [factories[n] for n in names], targets, table)
+
+
+def share_table(shares: Sequence[float]) -> list[int]:
+    """A 4096-entry table that turns one getrandbits(12) into a category with these shares."""
     table: list[int] = []
     acc = 0.0
-    for k, (_, share) in enumerate(CATEGORY_SHARES):
+    for k, share in enumerate(shares):
         acc += share
         table += [k] * (round(acc * 4096) - len(table))
-    table += [len(names) - 1] * (4096 - len(table))
+    table += [len(shares) - 1] * (4096 - len(table))
+    return table
+
+
+def interleave(
+    g: _Gen,
+    packets: int,
+    make: Sequence[Callable[[], Iterator[bytes]]],
+    targets: Sequence[int],
+    table: Sequence[int],
+    mean_gap_ns: float = MEAN_GAP_NS,
+) -> Iterator[tuple[int, bytes]]:
+    """Yield `packets` frames, each from a random open flow of a category drawn from `table`.
+
+    Category k keeps up to `targets[k]` open flows made by `make[k]`; a flow that ends gives
+    back its placement ticket (see `_Gen.placement`). Timestamps advance by exponential gaps
+    of mean `mean_gap_ns`. Flows still open after the last packet are cut off.
+    """
+    rng = g.rng
+    pools: list[list[Iterator[bytes]]] = [[] for _ in make]
+    tickets: list[list[tuple[list[int], bool, bool]]] = [[] for _ in make]
     fill_p = 0.3  # pools ramp up instead of opening every flow in the first packets
     ts = EPOCH_NS
     rand = rng.random
     expo = rng.expovariate
-    lam = 1.0 / MEAN_GAP_NS
-    for _ in range(packets):
+    lam = 1.0 / mean_gap_ns
+    for n in range(packets):
         ts += int(expo(lam)) + 1
         g.now_ns = ts
         k = table[rng.getrandbits(12)]
         pool = pools[k]
         while True:
-            if len(pool) < targets[k] and (not pool or rand() < fill_p):
+            new = len(pool) < targets[k] and (not pool or rand() < fill_p)
+            if new:
+                # A flow that takes no placement ticket must not give back its predecessor's.
+                g.ticket = ([1, 0, 0], False, False)
                 flow = make[k]()
                 frame = next(flow, None)  # runs the flow's set-up, which takes a ticket
                 pool.append(flow)
@@ -1601,6 +1678,8 @@ def iter_frames(packets: int, seed: int) -> Iterator[tuple[int, bytes]]:
             pool.pop()
             held[i] = held[-1]
             held.pop()
+            if new and not pool:  # the factory makes only empty flows: it has run dry
+                raise RuntimeError(f"no more flows in category {k} after {n} packets")
         yield ts, frame
 
 
@@ -1608,19 +1687,28 @@ def iter_frames(packets: int, seed: int) -> Iterator[tuple[int, bytes]]:
 
 
 def write_capture(
-    path: str, packets: int, seed: int, fmt: str = "pcap", nanosecond: bool = False
+    path: str,
+    packets: int,
+    seed: int,
+    fmt: str = "pcap",
+    nanosecond: bool = False,
+    profile: str = "mixed",
+    *,
+    flows: int | None = None,
 ) -> None:
-    """Write `packets` frames of the mix to `path` as classic pcap (LE) or pcapng.
+    """Write `packets` frames of `profile` (default the mix) to `path` as pcap (LE) or pcapng.
 
     `nanosecond` gives a nanosecond pcap (magic a1b23c4d) or, for pcapng, an interface
-    with if_tsresol 9; otherwise timestamps are in microseconds.
+    with if_tsresol 9; otherwise timestamps are in microseconds. `flows` sets the number of
+    connections of the profiles that take one (see `pipeline.gen.profiles`).
     """
     if fmt not in ("pcap", "pcapng"):
         raise ValueError(f"unknown format {fmt!r} (pcap or pcapng)")
     if packets < 0:
         raise ValueError("packets must be >= 0")
+    frames = iter_frames(packets, seed, profile, flows=flows)  # checks before creating the file
     with open(path, "wb") as f:
-        _write(f, iter_frames(packets, seed), fmt, nanosecond)
+        _write(f, frames, fmt, nanosecond)
 
 
 def _write(f: BinaryIO, frames: Iterator[tuple[int, bytes]], fmt: str, nanosecond: bool) -> None:
@@ -1675,15 +1763,34 @@ def _opt(code: int, value: bytes) -> bytes:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`gen_capture --packets N --seed S -o FILE [--format pcap|pcapng] [--nanosecond]`."""
+    """`gen_capture --packets N --seed S -o FILE [--profile P] [--flows F] [--format pcap|pcapng]
+    [--nanosecond]`."""
+    from pipeline.gen.profiles import PROFILES  # see iter_frames
+
     p = argparse.ArgumentParser(
-        prog="gen_capture", description=__doc__.split("\n\n")[0] if __doc__ else None
+        prog="gen_capture",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="profiles: "
+        + "; ".join(f"{name}: {prof.summary}" for name, prof in PROFILES.items()),
     )
     p.add_argument(
         "--packets", "-n", type=int, required=True, help="exact number of packets to write"
     )
     p.add_argument("--seed", "-s", type=int, default=1, help="random seed (default 1)")
     p.add_argument("-o", "--output", required=True, help="output file")
+    p.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default="mixed",
+        metavar="NAME",
+        help="named workload (default mixed, the realistic mix): one of those below",
+    )
+    p.add_argument(
+        "--flows",
+        type=int,
+        default=None,
+        help="number of connections, for the profiles that take one (ooo-holes, small-flood)",
+    )
     p.add_argument(
         "--format",
         choices=("pcap", "pcapng"),
@@ -1699,10 +1806,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.packets < 0:
         p.error("--packets must be >= 0")
     t0 = time.perf_counter()
-    write_capture(args.output, args.packets, args.seed, args.format, args.nanosecond)
+    try:
+        write_capture(
+            args.output,
+            args.packets,
+            args.seed,
+            args.format,
+            args.nanosecond,
+            args.profile,
+            flows=args.flows,
+        )
+    except ValueError as e:  # a profile refusing its arguments: say so as argparse would
+        p.error(str(e))
     dt = time.perf_counter() - t0
     print(
-        f"wrote {args.packets} packets to {args.output} in {dt:.1f}s "
+        f"wrote {args.packets} {args.profile} packets to {args.output} in {dt:.1f}s "
         f"({args.packets / max(dt, 1e-9):,.0f} packets/s)",
         file=sys.stderr,
     )
