@@ -30,6 +30,7 @@ ETH_QINQ_OLD = 0x9100  # pre-standard QinQ tag, still seen on old switches
 ETH_MPLS = 0x8847
 ETH_MPLS_MCAST = 0x8848
 ETH_PPPOE_SESSION = 0x8864
+ETH_TEB = 0x6558  # Transparent Ethernet Bridging: an Ethernet frame follows (GRE, Geneve)
 VLAN_TPIDS = frozenset((ETH_VLAN, ETH_QINQ, ETH_QINQ_OLD))
 
 # A frame may stack tags, but real networks use two (QinQ), rarely three; past this many it is
@@ -149,6 +150,21 @@ def ethernet(buf: bytes) -> LinkHeader:
     if ethertype < 0x0600:  # an 802.3 length field, not an EtherType: LLC follows
         return dst, src, None, None, 0, 14
     vlan_id, inner_vlan_id, ethertype, off = ethertype_payload(buf, ethertype, 14)
+    return dst, src, vlan_id, inner_vlan_id, ethertype, off
+
+
+def ethernet_at(buf: bytes, off: int) -> LinkHeader:
+    """Ethernet starting at `off`: the inner frame of a tunnel (VXLAN, Geneve, GRE, ERSPAN).
+
+    A separate function so `ethernet`, on every outer frame, keeps its constant offsets.
+    """
+    if len(buf) - off < 14:
+        raise _truncated("ethernet", len(buf) - off, 14)
+    dst, src, ethertype = _ethernet_header(buf, off)
+    off += 14
+    if ethertype < 0x0600:  # an 802.3 length field, not an EtherType: LLC follows
+        return dst, src, None, None, 0, off
+    vlan_id, inner_vlan_id, ethertype, off = ethertype_payload(buf, ethertype, off)
     return dst, src, vlan_id, inner_vlan_id, ethertype, off
 
 

@@ -18,7 +18,14 @@ from typing import NamedTuple
 
 from pipeline.decode.errors import REASON_DECODER_ERROR, REASON_UNSUPPORTED_LINK, DecodeStop
 from pipeline.decode.ip import ipv4, ipv6
-from pipeline.decode.link import ETH_IPV4, ETH_IPV6, LINK_DECODERS
+from pipeline.decode.link import (
+    ETH_IPV4,
+    ETH_IPV6,
+    ETH_TEB,
+    LINK_DECODERS,
+    ethernet_at,
+    ethertype_payload,
+)
 from pipeline.decode.transport import (
     PROTO_TCP,
     TRANSPORT_DECODERS,
@@ -161,6 +168,106 @@ def decode_packet_layered(link_type: int, buf: bytes) -> Packet:
                     payload_offset,
                 ) = transport(buf, off, end)
                 payload_end = end
+    except DecodeStop as stop:
+        error, error_layer, error_detail = stop.reason, stop.layer, stop.detail
+    except Exception as exc:  # a bug in a decoder must cost one packet, never the run
+        error, error_layer, error_detail = REASON_DECODER_ERROR, "decode", repr(exc)
+    return _new_packet(
+        Packet,
+        (
+            link_type,
+            dst_mac,
+            src_mac,
+            vlan_id,
+            inner_vlan_id,
+            ethertype,
+            ip_version,
+            src_ip,
+            dst_ip,
+            protocol,
+            ttl,
+            ip_id,
+            fragment_offset,
+            more_fragments,
+            src_port,
+            dst_port,
+            tcp_flags,
+            tcp_seq,
+            tcp_ack,
+            tcp_window,
+            icmp_type,
+            icmp_code,
+            payload_offset,
+            payload_end,
+            error,
+            error_layer,
+            error_detail,
+        ),
+    )
+
+
+def decode_from(
+    link_type: int, ethertype: int, buf: bytes, off: int, end: int | None = None
+) -> Packet:
+    """Decode a packet that starts inside `buf` at `off`: a tunnel's inner packet. Never raises.
+
+    `ethertype` names the header at `off` in EtherType numbers, as a link layer would: `ETH_TEB`
+    for an Ethernet header, `ETH_IPV4`/`ETH_IPV6` for an IP header, a VLAN, MPLS or PPPoE
+    EtherType for those; any other value is recorded and the packet stops there, decoded.
+    Headers end at `end` (the outer IP payload's end), so an inner length field cannot reach
+    into what follows the outer packet (Ethernet padding). Offsets in the `Packet` are into
+    `buf`; `link_type` is the outer frame's, carried over.
+
+    The network and transport steps are `decode_packet_layered`'s, written out again rather
+    than shared so the outer path pays no extra call; tests/test_tunnel.py checks the two
+    agree on every frame of the tunnel captures.
+    """
+    if end is not None and end < len(buf):
+        # A prefix copy keeps every offset valid; only tunnelled packets pay for it.
+        buf = buf[:end]
+    dst_mac = src_mac = vlan_id = inner_vlan_id = None
+    ip_version = src_ip = dst_ip = protocol = ttl = ip_id = fragment_offset = None
+    more_fragments = None
+    src_port = dst_port = tcp_flags = tcp_seq = tcp_ack = tcp_window = None
+    icmp_type = icmp_code = payload_offset = payload_end = None
+    error = error_layer = error_detail = None
+    try:
+        if ethertype == ETH_TEB:
+            dst_mac, src_mac, vlan_id, inner_vlan_id, ethertype, off = ethernet_at(buf, off)
+        elif ethertype != ETH_IPV4 and ethertype != ETH_IPV6:
+            vlan_id, inner_vlan_id, ethertype, off = ethertype_payload(buf, ethertype, off)
+        if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
+            ip_version = 4 if ethertype == ETH_IPV4 else 6
+            (
+                src_ip,
+                dst_ip,
+                protocol,
+                ttl,
+                ip_id,
+                fragment_offset,
+                more_fragments,
+                off,
+                ip_end,
+            ) = (ipv4 if ip_version == 4 else ipv6)(buf, off)
+            if fragment_offset:
+                payload_offset, payload_end = off, ip_end
+            else:
+                if more_fragments and protocol == PROTO_TCP:
+                    transport = tcp_first_fragment
+                else:
+                    transport = _transport_decoders_get(protocol, recognised_only)
+                (
+                    src_port,
+                    dst_port,
+                    tcp_flags,
+                    tcp_seq,
+                    tcp_ack,
+                    tcp_window,
+                    icmp_type,
+                    icmp_code,
+                    payload_offset,
+                ) = transport(buf, off, ip_end)
+                payload_end = ip_end
     except DecodeStop as stop:
         error, error_layer, error_detail = stop.reason, stop.layer, stop.detail
     except Exception as exc:  # a bug in a decoder must cost one packet, never the run
