@@ -19,7 +19,7 @@ import orjson
 
 from pipeline import __version__
 from pipeline.capture import CaptureOpenError
-from pipeline.convert import DATASETS, DEFAULT_EXTRACT, convert
+from pipeline.convert import DATASETS, DEFAULT_EXTRACT, ConvertOptions, convert
 from pipeline.inputs import InputError
 from pipeline.runtime.engine import EngineFailed
 from pipeline.sinks.files import COMPRESSIONS, DEFAULT_ZSTD_LEVEL
@@ -136,6 +136,40 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "-q", "--quiet", action="store_true", help="no progress and no summary on stderr"
     )
+    flows = conv.add_argument_group("flows (the flow dataset)")
+    flows.add_argument(
+        "--flow-stats",
+        action="store_true",
+        help="add per-direction packet size and inter-arrival statistics to flow events",
+    )
+    flows.add_argument(
+        "--max-flows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="flows tracked per worker; more evict the oldest (default: sized to memory)",
+    )
+    for name, default in (
+        ("tcp", ConvertOptions.tcp_timeout),
+        ("udp", ConvertOptions.udp_timeout),
+        ("other", ConvertOptions.other_timeout),
+    ):
+        flows.add_argument(
+            f"--{name}-timeout",
+            type=float,
+            default=default,
+            metavar="SECONDS",
+            help=f"end a quiet {name.upper() if name != 'other' else 'other'} flow after this "
+            f"much capture time (default {default:g})",
+        )
+    flows.add_argument(
+        "--active-timeout",
+        type=float,
+        default=ConvertOptions.active_timeout,
+        metavar="SECONDS",
+        help="split a flow's record after this much capture time "
+        f"(default {ConvertOptions.active_timeout:g})",
+    )
     return parser
 
 
@@ -178,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
             batch_frames=args.batch_size,
             progress=progress,
             on_engine=stop.attach,
+            flow_stats=args.flow_stats,
+            max_flows=args.max_flows,
+            tcp_timeout=args.tcp_timeout,
+            udp_timeout=args.udp_timeout,
+            other_timeout=args.other_timeout,
+            active_timeout=args.active_timeout,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")

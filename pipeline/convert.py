@@ -25,6 +25,16 @@ from pipeline.capture import CaptureOpenError, Frame, FramingError, open_capture
 from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key
 from pipeline.events.ecs_lines import PacketLineEncoder
+from pipeline.flows.table import (
+    ACTIVE_TIMEOUT_NS,
+    OTHER_IDLE_TIMEOUT_NS,
+    TCP_IDLE_TIMEOUT_NS,
+    UDP_IDLE_TIMEOUT_NS,
+    Flow,
+    FlowTable,
+    default_max_flows,
+)
+from pipeline.flows.tracker import FlowTracker, sweep_points
 from pipeline.inputs import STDIN, InputError, expand_inputs
 from pipeline.sinks.background import BackgroundSink
 from pipeline.sinks.files import (
@@ -38,8 +48,10 @@ from pipeline.sinks.files import (
 from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
 
 # Datasets `--extract` can name today; later extractors add theirs here.
-DATASETS = ("packet", "anomaly")
+DATASETS = ("packet", "anomaly", "flow")
 DEFAULT_EXTRACT = DATASETS
+# Order key of the flows ended at end of input: after every frame.
+END_OF_INPUT_KEY = 1 << 62
 # Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
 # enough that a batch of 1500-byte frames stays within a few MiB.
 DEFAULT_BATCH_FRAMES = 1024
@@ -55,6 +67,12 @@ class ConvertOptions:
     rotate_bytes: int | None = None
     force: bool = False  # replace existing output files
     batch_frames: int = DEFAULT_BATCH_FRAMES
+    flow_stats: bool = False  # per-direction size and inter-arrival statistics on flows
+    max_flows: int | None = None  # per flow table; None: sized to the machine
+    tcp_timeout: float = TCP_IDLE_TIMEOUT_NS / 1e9  # seconds of capture time
+    udp_timeout: float = UDP_IDLE_TIMEOUT_NS / 1e9
+    other_timeout: float = OTHER_IDLE_TIMEOUT_NS / 1e9
+    active_timeout: float = ACTIVE_TIMEOUT_NS / 1e9
 
     def validate(self) -> None:
         unknown = [name for name in self.extract if name not in DATASETS]
@@ -71,6 +89,21 @@ class ConvertOptions:
             raise InputError("--rotate-size must be positive")
         if self.batch_frames < 1:
             raise InputError("batch size must be positive")
+        if self.max_flows is not None and self.max_flows < 1:
+            raise InputError("--max-flows must be positive")
+        for name in ("tcp_timeout", "udp_timeout", "other_timeout", "active_timeout"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"--{name.replace('_', '-')} must be positive seconds")
+
+    def flow_table(self, workers: int = 1) -> FlowTable:
+        return FlowTable(
+            self.max_flows if self.max_flows is not None else default_max_flows(workers),
+            tcp_idle_ns=int(self.tcp_timeout * 1e9),
+            udp_idle_ns=int(self.udp_timeout * 1e9),
+            other_idle_ns=int(self.other_timeout * 1e9),
+            active_ns=int(self.active_timeout * 1e9),
+            spreads=self.flow_stats,
+        )
 
 
 def output_stem(path: str) -> str:
@@ -128,18 +161,28 @@ class FrameConverter:
     """
 
     def __init__(
-        self, capture_name: str, stats: FileStats, options: ConvertOptions, serialise: bool
+        self,
+        capture_name: str,
+        stats: FileStats,
+        options: ConvertOptions,
+        serialise: bool,
+        workers: int = 1,
     ) -> None:
         self.capture_name = capture_name
         self.stats = stats
         self.serialise = serialise
         self.want_packet = "packet" in options.extract
         self.want_anomaly = "anomaly" in options.extract
+        self.tracker = (
+            FlowTracker(options.flow_table(workers)) if "flow" in options.extract else None
+        )
         self.last_ts_ns = 0  # of the last frame, for framing errors (which carry no time)
+        self._next_sweep_ns: int | None = None  # sweep points, when this process sees all frames
         self._packet_event: Callable[[Frame, Packet], Any] | None = None
         self._framing_event: Callable[[FramingError, int], Any] | None = None
+        self._flow_event: Callable[[Flow], Any] | None = None
 
-    def _start(self, first: Frame | FramingError) -> None:
+    def _start(self, first: Frame | FramingError | None) -> None:
         self.start_with_key(capture_key(first))
 
     def start_with_key(self, key: str) -> None:
@@ -150,17 +193,29 @@ class FrameConverter:
             self._framing_event = lambda err, ts: orjson.dumps(
                 mapper.framing_error(err, ts), option=orjson.OPT_APPEND_NEWLINE
             )
+            self._flow_event = lambda flow: orjson.dumps(
+                mapper.flow(flow), option=orjson.OPT_APPEND_NEWLINE
+            )
         else:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
+            self._flow_event = mapper.flow
 
     def run(
         self,
         batch: list[Frame | FramingError],
         append: Callable[[Any], None],
-        indices: list[int] | None = None,
+        indices: list[Any] | None = None,
+        sweeps: list[tuple[int, int]] | None = None,
     ) -> None:
-        """Append the events of `batch`; with `indices`, also each event's frame number."""
+        """Append the events of `batch`; with `indices`, also each event's order key.
+
+        An order key is the frame number for a frame's event, and ``(frame number, 0 or 1,
+        first frame of the flow)`` for a flow event that goes before that frame (0: ended by
+        a sweep, 1: ended by that frame): sorting by key gives the single-process order
+        whatever the worker count. `sweeps` are the batch's sweep points when this process
+        sees only some of the capture's frames (a worker); otherwise they are found here.
+        """
         if self._packet_event is None:
             self._start(batch[0])
         packet_event = self._packet_event
@@ -175,12 +230,27 @@ class FrameConverter:
         decoded = 0
         anomaly_events = 0
         last_ts_ns = self.last_ts_ns
+        tracker = self.tracker
+        track = tracker.frame if tracker is not None else None
+        table = tracker.table if tracker is not None else None
+        if tracker is not None and sweeps is None:
+            sweeps, self._next_sweep_ns = sweep_points(batch, self._next_sweep_ns)
+        pending_sweeps = (sweeps or []) if tracker is not None else []
+        sweep_at = pending_sweeps[0][0] if pending_sweeps else END_OF_INPUT_KEY
         for record in batch:
             if record.__class__ is frame_class:
+                if record.index >= sweep_at:  # type: ignore[union-attr]
+                    sweep_at = self._sweep(pending_sweeps, record.index, append, indices)  # type: ignore[union-attr]
                 pkt = decode(record.link_type, record.data)  # type: ignore[union-attr,arg-type]
                 error = pkt.error
                 if error is None:
                     decoded += 1
+                    if track is not None and pkt[7] is not None:
+                        track(record, pkt)  # type: ignore[arg-type]
+                        if table.ended:  # type: ignore[union-attr]
+                            self._flow_events(
+                                table.take_ended(), (record.index, 1), append, indices
+                            )  # type: ignore[union-attr]
                     if want_packet:
                         append(packet_event(record, pkt))  # type: ignore[arg-type]
                         if indices is not None:
@@ -202,6 +272,8 @@ class FrameConverter:
                     anomaly_events += 1
                     if indices is not None:
                         indices.append(record.index)
+        if pending_sweeps:  # points past this worker's last frame of the batch
+            self._sweep(pending_sweeps, END_OF_INPUT_KEY, append, indices)
         self.last_ts_ns = last_timestamp(batch, None, last_ts_ns)
         # Counters live in locals and are added once per batch, not once per packet.
         stats.frames += len(batch)
@@ -210,6 +282,56 @@ class FrameConverter:
             stats.events["packet"] += decoded
         if anomaly_events:
             stats.events["anomaly"] += anomaly_events
+
+    def _sweep(
+        self,
+        pending: list[tuple[int, int]],
+        before: int,
+        append: Callable[[Any], None],
+        indices: list[Any] | None,
+    ) -> int:
+        """Run the sweeps due before frame `before`; return the next sweep point."""
+        tracker = self.tracker
+        assert tracker is not None
+        while pending and pending[0][0] <= before:
+            at, clock_ns = pending.pop(0)
+            self._flow_events(tracker.sweep(clock_ns), (at, 0), append, indices)
+        return pending[0][0] if pending else END_OF_INPUT_KEY
+
+    def _flow_events(
+        self,
+        flows: list[Flow],
+        key: tuple[int, int],
+        append: Callable[[Any], None],
+        indices: list[Any] | None,
+    ) -> None:
+        flow_event = self._flow_event
+        assert flow_event is not None
+        flows.sort(key=_first_index)
+        for flow in flows:
+            append(flow_event(flow))
+            if indices is not None:
+                indices.append((*key, flow.first_index))
+        self.stats.events["flow"] += len(flows)
+
+    def finish(self, append: Callable[[Any], None], indices: list[Any] | None = None) -> None:
+        """End of input: the flows still open end now; the flow counters go to the stats."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        if self._flow_event is None:
+            self._start(None)
+        self._flow_events(tracker.finish(), (END_OF_INPUT_KEY, 0), append, indices)
+        self.stats.flows.update(tracker.counters())
+
+
+def _first_index(flow: Flow) -> int:
+    return flow.first_index
+
+
+def order_key(key: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    """The sort key of an event's order key (see `FrameConverter.run`)."""
+    return (key, 2, 0) if key.__class__ is int else key  # type: ignore[return-value]
 
 
 def last_timestamp(
@@ -260,6 +382,9 @@ def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
             if lines:
                 sink.write(b"".join(lines))
                 lines.clear()
+        converter.finish(lines.append)
+        if lines:
+            sink.write(b"".join(lines))
         if capture.status != STATUS_OK and stats.status == STATUS_OK:
             stats.status = STATUS_PARTIAL
             stats.error = stats.framing_problems()
@@ -282,6 +407,12 @@ def convert(
     batch_frames: int | None = None,
     progress: str | None = None,
     on_engine: Callable[[Any], None] | None = None,
+    flow_stats: bool = False,
+    max_flows: int | None = None,
+    tcp_timeout: float = ConvertOptions.tcp_timeout,
+    udp_timeout: float = ConvertOptions.udp_timeout,
+    other_timeout: float = ConvertOptions.other_timeout,
+    active_timeout: float = ConvertOptions.active_timeout,
 ) -> RunStats:
     """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout).
 
@@ -295,6 +426,10 @@ def convert(
     `progress` is None, "tty" or "json"). `on_engine` receives the engine before it starts,
     so a caller can wire signals to its ``request_stop``. Raises
     `pipeline.runtime.engine.EngineFailed` when a process dies.
+
+    Flow records (dataset ``flow``) take the flow options: `flow_stats` adds per-direction
+    size and inter-arrival statistics, `max_flows` caps each flow table, and the timeouts
+    are seconds of capture time (see `pipeline.flows.table`).
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -306,6 +441,12 @@ def convert(
         level=level,
         rotate_bytes=rotate_bytes,
         force=force,
+        flow_stats=flow_stats,
+        max_flows=max_flows,
+        tcp_timeout=tcp_timeout,
+        udp_timeout=udp_timeout,
+        other_timeout=other_timeout,
+        active_timeout=active_timeout,
     )
     options.validate()
     if workers < 0:
@@ -375,3 +516,6 @@ def read_events(path: str, extract: Iterable[str] = DEFAULT_EXTRACT) -> Iterator
             events: list[dict[str, Any]] = []
             converter.run(batch, events.append)
             yield from events
+        events = []
+        converter.finish(events.append)
+        yield from events

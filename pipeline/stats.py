@@ -27,6 +27,7 @@ class FileStats:
     status: str = STATUS_OK
     anomalies: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
+    flows: Counter[str] = field(default_factory=Counter)  # flow table counters (FlowTracker)
     outputs: list[str] = field(default_factory=list)
     error: str | None = None  # why the file is partial or failed, one line
     seconds: float = 0.0
@@ -54,6 +55,7 @@ class FileStats:
             "status": self.status,
             "anomalies": dict(sorted(self.anomalies.items())),
             "events": dict(sorted(self.events.items())),
+            "flows": dict(sorted(self.flows.items())),
             "outputs": self.outputs,
             "error": self.error,
             "seconds": round(self.seconds, 6),

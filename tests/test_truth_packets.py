@@ -118,7 +118,7 @@ def read_ndjson_zst(path: Path) -> list[dict[str, Any]]:
 def test_frames_and_outer_counts_match_truth(capture: Path, tmp_path: Path) -> None:
     truth = truth_for(capture)
     rel = truth["file"]
-    run = convert([str(capture)], str(tmp_path))
+    run = convert([str(capture)], str(tmp_path), extract=("packet", "anomaly"))
     (stats,) = run.files
     assert stats.accounted, stats.to_json()
     events = read_ndjson_zst(Path(stats.outputs[0]))

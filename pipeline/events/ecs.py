@@ -36,10 +36,12 @@ from pipeline.capture.frame import Frame, FramingError
 from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
+from pipeline.flows.table import Flow
 
 ECS_VERSION = "8.11.0"
 DATASET_PACKET = "pcap_ingest.packet"
 DATASET_ANOMALY = "pcap_ingest.anomaly"
+DATASET_FLOW = "pcap_ingest.flow"
 MODULE = "pcap_ingest"
 
 # Memo tables are cleared whole when full: O(1), bounded, and the hit path is one look-up.
@@ -55,6 +57,7 @@ _MIN_SECONDS = -62135596800  # 0001-01-01T00:00:00Z
 _CATEGORY_NETWORK = ("network",)
 _TYPE_INFO = ("info",)
 _TYPE_ERROR = ("error",)
+_TYPE_CONNECTION_END = ("connection", "end")
 TCP_FLAG_NAME_SETS = tuple(
     tuple(name for bit, name in enumerate(TCP_FLAG_NAMES) if value >> bit & 1)
     for value in range(1 << len(TCP_FLAG_NAMES))
@@ -315,4 +318,100 @@ class EcsMapper:
                 "anomaly_layer": "capture",
                 "anomaly_fatal": err.fatal,
             },
+        }
+
+    def flow(self, flow: Flow) -> dict[str, Any]:
+        """The connection record of a flow that ended (``event.dataset: pcap_ingest.flow``).
+
+        Originator = ``source``. Bytes are frame bytes on the wire, as in packet events;
+        payload, retransmitted, out-of-order and missed bytes count TCP/UDP payload (Zeek's
+        ``orig_bytes``/``resp_bytes``/``missed_bytes``). ``pcap.flow.state`` and
+        ``pcap.flow.history`` are Zeek's ``conn_state`` and ``history``.
+        """
+        texts = self.texts
+        protocol = flow.protocol
+        has_ports = protocol in (6, 17, 132, 136)
+        is_icmp = protocol in (1, 58)
+        source: dict[str, Any] = {"ip": texts.ip(flow.orig_ip)}
+        destination: dict[str, Any] = {"ip": texts.ip(flow.resp_ip)}
+        if has_ports:
+            source["port"] = flow.orig_port
+            destination["port"] = flow.resp_port
+        source["bytes"] = flow.orig_bytes
+        source["packets"] = flow.orig_packets
+        destination["bytes"] = flow.resp_bytes
+        destination["packets"] = flow.resp_packets
+        network: dict[str, Any] = {
+            "type": _NETWORK_TYPES.get(flow.ip_version),
+            "transport": TRANSPORT_NAMES.get(protocol, _IANA_NUMBERS[protocol]),
+            "iana_number": _IANA_NUMBERS[protocol],
+            "bytes": flow.orig_bytes + flow.resp_bytes,
+            "packets": flow.orig_packets + flow.resp_packets,
+        }
+        network["community_id"] = texts.community_id(
+            protocol,
+            flow.orig_ip,
+            flow.resp_ip,
+            flow.orig_port if has_ports or is_icmp else None,
+            flow.resp_port if has_ports or is_icmp else None,
+        )
+        if flow.vlan_id is not None:
+            network["vlan"] = {"id": str(flow.vlan_id)}
+            if flow.inner_vlan_id is not None:
+                network["inner"] = {"vlan": {"id": str(flow.inner_vlan_id)}}
+        detail: dict[str, Any] = {
+            "state": flow.conn_state,
+            "end_reason": flow.end_reason,
+            "source_payload_bytes": flow.orig_payload,
+            "destination_payload_bytes": flow.resp_payload,
+        }
+        if protocol == 6:
+            detail["history"] = flow.history
+            detail["retransmitted_bytes"] = flow.retransmitted_bytes
+            detail["out_of_order_bytes"] = flow.out_of_order_bytes
+            detail["missed_bytes"] = flow.missed_bytes
+        if flow.continued:
+            detail["continued"] = True
+        spreads = flow.spread_summaries()
+        if spreads is not None:
+            detail.update((name, value) for name, value in spreads.items() if value is not None)
+        pcap: dict[str, Any] = {
+            "file": self.capture_path,
+            "frame": flow.first_index,
+            "last_frame": flow.last_index,
+            "flow": detail,
+        }
+        if is_icmp:  # as on packet events: the first packet's
+            pcap["icmp_type"] = flow.orig_port
+            pcap["icmp_code"] = flow.icmp_code
+        if flow.tunnels:
+            pcap["tunnel"] = [
+                {
+                    "type": tunnel[0],
+                    "id": tunnel[1],
+                    "source_ip": texts.ip(tunnel[2]),
+                    "destination_ip": texts.ip(tunnel[3]),
+                }
+                for tunnel in flow.tunnels
+            ]
+        start = format_timestamp(flow.start_ns)
+        return {
+            "@timestamp": start,
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": f"{self.capture_key}-flow-{flow.first_index}",
+                "kind": "event",
+                "category": _CATEGORY_NETWORK,
+                "type": _TYPE_CONNECTION_END,
+                "dataset": DATASET_FLOW,
+                "module": MODULE,
+                "start": start,
+                "end": format_timestamp(flow.last_ns),
+                "duration": flow.last_ns - flow.start_ns,
+                "reason": flow.end_reason,
+            },
+            "source": source,
+            "destination": destination,
+            "network": network,
+            "pcap": pcap,
         }

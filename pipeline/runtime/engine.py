@@ -31,7 +31,12 @@ from typing import Any, TextIO
 import numpy as np
 import orjson
 
-from pipeline.convert import ConvertOptions, output_stem, plan_outputs
+from pipeline.convert import (
+    ConvertOptions,
+    order_key,
+    output_stem,
+    plan_outputs,
+)
 from pipeline.runtime.memory import tree_private_memory_bytes
 from pipeline.runtime.messages import (
     BatchOutput,
@@ -79,6 +84,7 @@ class _FileState:
     next_batch: int = 0  # ordered: the next batch to write
     pending: dict[int, list[BatchOutput]] = field(default_factory=dict)  # ordered: parts
     early: list[BatchOutput] = field(default_factory=list)  # outputs before the file's news
+    final: list[WorkerFileDone] = field(default_factory=list)  # the flows open at the end
     opened: bool = False  # the reader's ReaderFile has arrived
     position: int = 0
     size: int = 0
@@ -167,6 +173,7 @@ class Engine:
                     pipes[worker][1],
                     self.options,
                     self.engine.ordered,
+                    n,
                 ),
                 name=f"pcap-ingest worker {worker}",
                 daemon=True,
@@ -244,6 +251,8 @@ class Engine:
             stats.decoded += message.stats["decoded"]
             stats.anomalies.update(message.stats["anomalies"])
             stats.events.update(message.stats["events"])
+            stats.flows.update(message.stats["flows"])
+            state.final.append(message)
             state.workers_done += 1
             return self._maybe_finish(message.file_no)
         if isinstance(message, ReaderFile):
@@ -321,16 +330,31 @@ class Engine:
             state.next_batch += 1
 
     def _write_ordered(self, state: _FileState, parts: list[BatchOutput]) -> None:
-        indices: list[int] = []
+        indices: list[Any] = []
         lines: list[bytes] = []
         for part in parts:
             indices += part.indices or ()
             lines += part.lines or ()
         if not lines:
             return
-        order = np.argsort(np.array(indices, dtype=np.int64), kind="stable")
+        if all(key.__class__ is int for key in indices):
+            order = np.argsort(np.array(indices, dtype=np.int64), kind="stable").tolist()
+        else:  # flow events among them: keys are tuples too
+            order = sorted(range(len(indices)), key=lambda i: order_key(indices[i]))
         assert state.sink is not None
-        state.sink.write(b"".join([lines[i] for i in order.tolist()]))
+        state.sink.write(b"".join([lines[i] for i in order]))
+
+    def _write_final(self, state: _FileState) -> None:
+        """The events of the flows still open at the end of the file, after everything else."""
+        final, state.final = state.final, []
+        if state.sink is None:
+            return
+        if self.engine.ordered:
+            self._write_ordered(state, final)  # type: ignore[arg-type]
+        else:
+            for part in final:
+                if part.payload:
+                    state.sink.write(part.payload)
 
     def _maybe_finish(self, file_no: int) -> int:
         state = self.files[file_no]
@@ -345,6 +369,8 @@ class Engine:
             elif done.status != STATUS_OK:
                 stats.status = STATUS_PARTIAL
                 stats.error = done.error or stats.framing_problems()
+        if stats.status != STATUS_FAILED:
+            self._write_final(state)
         sink = state.sink
         state.sink = None
         if sink is not None and sink is not self._stdout:

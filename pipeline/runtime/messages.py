@@ -45,6 +45,7 @@ class WorkBatch(NamedTuple):
     blob: bytes | None  # the packet bytes, for unmapped inputs
     blob_offset: Int64s | None  # where each packet starts in `blob`
     errors: list[FramingError]  # framing errors routed here, their ts_ns filled in
+    sweeps: list[tuple[int, int]]  # the batch's flow sweep points: (frame number, clock ns)
 
 
 class FileEnd(NamedTuple):
@@ -89,15 +90,20 @@ class BatchOutput(NamedTuple):
     file_no: int
     batch_no: int
     payload: bytes  # NDJSON, compressed when the run compresses and output is unordered
-    indices: list[int] | None  # frame number of each line, for ordered output
+    indices: list[Any] | None  # order key of each line, for ordered output (convert.order_key)
     lines: list[bytes] | None  # the lines themselves, for ordered output
     frames: int
 
 
 class WorkerFileDone(NamedTuple):
+    """A worker finished a file: its counters, and the events of the flows still open then."""
+
     worker: int
     file_no: int
-    stats: dict[str, Any]  # decoded, anomalies, events
+    stats: dict[str, Any]  # decoded, anomalies, events, flows
+    payload: bytes  # the flows' events, as BatchOutput.payload
+    indices: list[Any] | None  # ordered output: their order keys
+    lines: list[bytes] | None  # ordered output: the lines
 
 
 class WorkerFailed(NamedTuple):

@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.capture import CaptureOpenError, Frame, open_capture, open_stream
 from pipeline.capture.columns import FrameColumns
 from pipeline.events.ecs import capture_key
+from pipeline.flows.tracker import sweep_points_numpy
 from pipeline.runtime.messages import (
     FileEnd,
     FileStart,
@@ -28,7 +29,7 @@ from pipeline.runtime.messages import (
     Stop,
     WorkBatch,
 )
-from pipeline.runtime.routing import packet_hash, route_batch
+from pipeline.runtime.routing import FragmentRoutes, packet_hash, route_batch
 
 # How often the reader tells the coordinator how far it is.
 PROGRESS_SECONDS = 0.25
@@ -54,6 +55,7 @@ class BatchRouter:
         self.mapping = mapping
         # A numpy view of the mapping for the vectorised header reads (no copy).
         self.view = np.frombuffer(mapping, dtype=np.uint8) if mapping is not None else None
+        self.fragments: FragmentRoutes = {}  # where each recent datagram's pieces go
 
     def close(self) -> None:
         self.view = None  # release the buffer export so the mapping can be closed
@@ -71,11 +73,15 @@ class BatchRouter:
                 j = int(select[i])
                 start = int(buf_offsets[j])
                 packet = bytes(buf[start : start + int(columns.caplen[j])])
-                link_hashes[i] = packet_hash(int(link), packet, int(columns.offset[j]))
+                link_hashes[i] = packet_hash(
+                    int(link), packet, int(columns.offset[j]), self.fragments
+                )
             hashes[select] = link_hashes
         return (hashes % np.uint64(self.workers)).astype(np.int64)
 
-    def split(self, batch_no: int, columns: FrameColumns) -> list[WorkBatch]:
+    def split(
+        self, batch_no: int, columns: FrameColumns, sweeps: list[tuple[int, int]] | None = None
+    ) -> list[WorkBatch]:
         if self.view is not None:
             buf, buf_offsets = self.view, columns.offset
         else:
@@ -109,7 +115,9 @@ class BatchRouter:
                 blob_offsets = np.zeros(len(chosen), dtype=np.int64)
                 np.cumsum(sub[3][:-1], out=blob_offsets[1:])
             mine = [e for e in columns.errors if e.index % workers == worker]
-            messages.append(WorkBatch(self.file_no, batch_no, *sub, blob_out, blob_offsets, mine))
+            messages.append(
+                WorkBatch(self.file_no, batch_no, *sub, blob_out, blob_offsets, mine, sweeps or [])
+            )
         return messages
 
 
@@ -166,14 +174,20 @@ def _read_one(
         next_progress = 0.0
         interrupted = False
         started = False
+        next_sweep_ns: int | None = None
         try:
             for columns in capture.column_batches(batch_frames):
+                # Every worker gets every sweep point, with the capture's clock (tracker.py).
+                sweeps, next_sweep_ns = sweep_points_numpy(
+                    columns.index, columns.ts_ns, next_sweep_ns
+                )
                 if not started:
                     key = _first_key(columns, capture.mapping)
                     for inbox in inboxes:
                         inbox.put(FileStart(file_no, path, capture.mapping is not None, key))
                     started = True
-                for inbox, message in zip(inboxes, router.split(batches, columns), strict=True):
+                messages = router.split(batches, columns, sweeps)
+                for inbox, message in zip(inboxes, messages, strict=True):
                     inbox.put(message)
                 batches += 1
                 frames += len(columns)

@@ -2,11 +2,13 @@
 
 Both directions of a flow hash alike (the two endpoints are combined with XOR), so every
 packet of a TCP connection or UDP conversation reaches the same worker and per-flow state
-(flows, reassembly, transactions) is whole there. IP fragments carry no ports past the first
-fragment, so *every* fragment, the first included, routes by the IP pair alone: all the
-pieces of a datagram meet on one worker. (The price: a flow whose datagrams are sometimes
-fragmented may be split between two workers; the flow layer reports such fragments.)
-Frames without IP route by their byte offset: they carry no flow state, so any spread works.
+(flows, reassembly, transactions) is whole there. Tunnelled packets route by their innermost
+flow (the outer ports of VXLAN differ by direction). IP fragments carry no ports past the
+first fragment: the first routes by its flow and the router remembers where its datagram
+went (`FragmentRoutes`), so the later pieces follow it and the reassembled datagram meets the
+rest of its flow. A later piece that arrives before its first falls back to the IP pair (its
+datagram may then not reassemble, and the flow records can differ with the worker count:
+the one such case). Frames without IP route by their byte offset: they carry no flow state.
 
 The hash is 32-bit integer arithmetic, the same in the two implementations:
 `route_batch` (numpy, vectorised over a batch: the reader's hot path, ~50 ns a packet) for
@@ -22,7 +24,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.decode.packet import decode_packet
+from pipeline.decode.packet import Packet, decode_packet
+from pipeline.decode.tunnel import decapsulate, is_tunnel_carrier
+
+# Datagram (src, dst, protocol, id) → route hash of its first fragment, oldest first.
+FragmentRoutes = dict[tuple[bytes, bytes, int | None, int | None], int]
+MAX_FRAGMENT_ROUTES = 8192  # recent datagrams; an entry is needed only while its pieces pass
+# Tunnel carriers: IP protocols, and UDP ports (either side) of VXLAN, Geneve, Teredo, GTP-U.
+_TUNNEL_PROTOCOLS = (4, 41, 47)
+_TUNNEL_PORTS = (4789, 6081, 3544, 2152)
 
 _MASK = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B1  # endpoint mixing multiplier (Knuth's multiplicative hash constant)
@@ -61,14 +71,43 @@ def offset_hash(offset: int) -> int:
     return _mix(offset & _MASK)
 
 
-def packet_hash(link_type: int, data: bytes, offset: int) -> int:
-    """The route hash of one packet, by the full decoder (the scalar path)."""
+def packet_hash(
+    link_type: int, data: bytes, offset: int, fragments: FragmentRoutes | None = None
+) -> int:
+    """The route hash of one packet, by the full decoder (the scalar path).
+
+    Tunnelled packets hash by their innermost flow (both directions of a VXLAN flow can
+    have different outer ports). With `fragments`, an IP fragment goes where its datagram's
+    first fragment went, which went by its flow: a datagram meets the rest of its flow.
+    """
     pkt = decode_packet(link_type, data)
     if pkt.src_ip is None or pkt.dst_ip is None:
         return offset_hash(offset)
+    if pkt.is_fragment:
+        key = (pkt.src_ip, pkt.dst_ip, pkt.protocol, pkt.ip_id)
+        if fragments is not None and not pkt.fragment_offset:
+            # The first fragment has the transport (and often the tunnel) header.
+            whole = pkt._replace(more_fragments=False)
+            value = fragments[key] = _flow_of(whole, data) or flow_hash(
+                pkt.src_ip, pkt.dst_ip, 0, 0
+            )
+            if len(fragments) > MAX_FRAGMENT_ROUTES:
+                del fragments[next(iter(fragments))]
+            return value
+        known = fragments.get(key) if fragments is not None else None
+        return known if known is not None else flow_hash(pkt.src_ip, pkt.dst_ip, 0, 0)
+    return _flow_of(pkt, data) or flow_hash(pkt.src_ip, pkt.dst_ip, 0, 0)
+
+
+def _flow_of(pkt: Packet, data: bytes) -> int | None:
+    """The flow hash of a decoded, unfragmented packet: of its innermost flow if tunnelled."""
+    if is_tunnel_carrier(pkt):
+        inner = decapsulate(pkt, data)
+        if inner is not None and inner[0].src_ip is not None:
+            pkt = inner[0]
     if pkt.src_port is not None and not pkt.is_fragment:
-        return flow_hash(pkt.src_ip, pkt.dst_ip, pkt.src_port, pkt.dst_port or 0)
-    return flow_hash(pkt.src_ip, pkt.dst_ip, 0, 0)
+        return flow_hash(pkt.src_ip, pkt.dst_ip, pkt.src_port, pkt.dst_port or 0)  # type: ignore[arg-type]
+    return None
 
 
 def _any_of(values: npt.NDArray[np.int64], choices: tuple[int, ...]) -> npt.NDArray[np.bool_]:
@@ -171,6 +210,14 @@ def route_batch(
     # scalar path routes by offset, as it does everything the decoder rejects.
     needs_scalar |= port_flow & ~has_ports
     ports = np.where(has_ports, word(l4), 0).astype(np.uint64)
+    # Fragments and tunnels need the decoder (and, for fragments, the router's memory).
+    needs_scalar |= ip & fragment
+    needs_scalar |= ip & _any_of(protocol, _TUNNEL_PROTOCOLS)
+    udp = has_ports & (protocol == 17)
+    if udp.any():
+        src_port = (ports >> np.uint64(16)).astype(np.int64)
+        dst_port = (ports & np.uint64(0xFFFF)).astype(np.int64)
+        needs_scalar |= udp & (_any_of(src_port, _TUNNEL_PORTS) | _any_of(dst_port, _TUNNEL_PORTS))
 
     mask = np.uint64(_MASK)
     golden = np.uint64(_GOLDEN)

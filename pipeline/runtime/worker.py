@@ -33,10 +33,12 @@ from pipeline.stats import FileStats
 
 
 class _OpenFile:
-    def __init__(self, start: FileStart, options: ConvertOptions) -> None:
+    def __init__(self, start: FileStart, options: ConvertOptions, workers: int) -> None:
         self.start = start
         self.stats = FileStats(path=start.path)
-        self.converter = FrameConverter(start.path, self.stats, options, serialise=True)
+        self.converter = FrameConverter(
+            start.path, self.stats, options, serialise=True, workers=workers
+        )
         self.converter.start_with_key(start.capture_key)
         self.mapping: mmap.mmap | None = None
         if start.mapped:
@@ -82,12 +84,18 @@ def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | Framing
     return records
 
 
+def _payload(lines: list[bytes], compressor: zstandard.ZstdCompressor | None) -> bytes:
+    joined = b"".join(lines)
+    return compressor.compress(joined) if compressor and joined else joined
+
+
 def worker_main(
     worker: int,
     inbox: Queue[Any],
     outbox: Connection,
     options: ConvertOptions,
     ordered: bool,
+    workers: int = 1,
 ) -> None:
     """Run until a Stop arrives. Any exception is reported (never raised past here)."""
     files: dict[int, _OpenFile] = {}
@@ -101,13 +109,9 @@ def worker_main(
                 open_file = files[message.file_no]
                 records = _frames(message, open_file.mapping)
                 lines: list[bytes] = []
-                indices: list[int] | None = [] if ordered else None
-                open_file.converter.run(records, lines.append, indices)
-                if ordered:
-                    payload = b""
-                else:
-                    joined = b"".join(lines)
-                    payload = compressor.compress(joined) if compressor and joined else joined
+                indices: list[Any] | None = [] if ordered else None
+                open_file.converter.run(records, lines.append, indices, message.sweeps)
+                payload = b"" if ordered else _payload(lines, compressor)
                 outbox.send(
                     BatchOutput(
                         worker,
@@ -120,10 +124,13 @@ def worker_main(
                     )
                 )
             elif isinstance(message, FileStart):
-                files[message.file_no] = _OpenFile(message, options)
+                files[message.file_no] = _OpenFile(message, options, workers)
             elif isinstance(message, FileEnd):
                 open_file = files.pop(message.file_no)
                 open_file.close()
+                lines = []
+                indices = [] if ordered else None
+                open_file.converter.finish(lines.append, indices)
                 stats = open_file.stats
                 outbox.send(
                     WorkerFileDone(
@@ -134,7 +141,11 @@ def worker_main(
                             "decoded": stats.decoded,
                             "anomalies": dict(stats.anomalies),
                             "events": dict(stats.events),
+                            "flows": dict(stats.flows),
                         },
+                        b"" if ordered else _payload(lines, compressor),
+                        indices,
+                        lines if ordered else None,
                     )
                 )
             elif isinstance(message, Stop):

@@ -1,0 +1,225 @@
+"""Per-input flow tracking: decoded frames → defragmentation → decapsulation → the flow table.
+
+`FlowTracker.frame` is what the converter calls for each decoded IP frame. Most frames go
+straight to `FlowTable.packet`; IP fragments are held by the `Defragmenter` until their
+datagram is whole (the datagram then counts once, with the bytes and frames of all its
+fragments), and tunnel carriers (GRE, VXLAN, Geneve, IP-in-IP, Teredo, GTP-U) are
+decapsulated so the inner flow is the one tracked, the tunnels kept on the flow.
+
+Sweep points: `sweep_points` finds them in a batch of frames (the reader has a vectorised
+twin, `pipeline.runtime.routing.sweep_points_numpy`), and `sweep` ends the flows that have
+timed out at that point's clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from pipeline.capture.frame import Frame, FramingError
+from pipeline.decode.errors import DecodeStop
+from pipeline.decode.ip import ipv4, ipv6
+from pipeline.decode.link import ETH_IPV4, ETH_IPV6, LINK_DECODERS
+from pipeline.decode.packet import Packet
+from pipeline.decode.transport import TRANSPORT_DECODERS, recognised_only
+from pipeline.decode.tunnel import decapsulate, is_tunnel_carrier
+from pipeline.flows.defrag import MAX_PENDING_DATAGRAMS, Defragmenter
+from pipeline.flows.table import SWEEP_NS, Flow, FlowTable
+
+_new_packet = tuple.__new__
+
+
+def sweep_points(
+    batch: list[Frame | FramingError], next_ns: int | None, interval_ns: int = SWEEP_NS
+) -> tuple[list[tuple[int, int]], int | None]:
+    """The batch's sweep points ``(frame index, clock)`` and the carried state.
+
+    A sweep point is a frame whose timestamp first reaches a new `interval_ns` interval of
+    the capture's running-maximum time; the sweep runs just before it, at the interval's
+    start. `next_ns` is the start of the next interval (None before the first frame).
+    """
+    points: list[tuple[int, int]] = []
+    frame_class = Frame
+    for record in batch:
+        if record.__class__ is not frame_class:
+            continue
+        ts_ns = record.ts_ns
+        if next_ns is None:
+            next_ns = (ts_ns // interval_ns + 1) * interval_ns
+        elif ts_ns >= next_ns:
+            start = ts_ns // interval_ns * interval_ns
+            points.append((record.index, start))
+            next_ns = start + interval_ns
+    return points, next_ns
+
+
+def sweep_points_numpy(
+    index: Any, ts_ns: Any, next_ns: int | None, interval_ns: int = SWEEP_NS
+) -> tuple[list[tuple[int, int]], int | None]:
+    """`sweep_points` over column arrays (frame numbers and timestamps): the reader's twin."""
+    if not len(ts_ns):
+        return [], next_ns
+    buckets = ts_ns // interval_ns
+    current = int(buckets[0]) if next_ns is None else next_ns // interval_ns - 1
+    running = np.maximum.accumulate(np.concatenate((np.array([current], dtype=np.int64), buckets)))
+    changed = np.nonzero(running[1:] > running[:-1])[0]
+    points = [(int(index[i]), int(buckets[i]) * interval_ns) for i in changed.tolist()]
+    return points, (int(running[-1]) + 1) * interval_ns
+
+
+class FlowTracker:
+    """Flow state of one input: a defragmenter, the decapsulator and a `FlowTable`."""
+
+    def __init__(self, table: FlowTable) -> None:
+        self.table = table
+        self.defrag = Defragmenter()
+        # Per pending datagram: [frames, wire bytes] of its fragments so far (bounded like
+        # the defragmenter's own table; a forgotten entry only under-counts one datagram).
+        self._fragment_totals: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
+        self.tunnelled = 0
+        self.datagrams = 0
+        self.fragment_errors = 0
+
+    def frame(self, frame: Frame, pkt: Packet) -> None:
+        """Account one decoded frame that has an IP header."""
+        if pkt[12] or pkt[13]:  # fragment offset, more fragments
+            self._fragment(frame, pkt)
+            return
+        data = frame.data
+        if is_tunnel_carrier(pkt):
+            inner = decapsulate(pkt, data)  # type: ignore[arg-type]
+            if inner is not None and inner[0].error is None and inner[0].src_ip is not None:
+                self.tunnelled += 1
+                pkt_in, tunnels = inner
+                self._account(frame.index, frame.ts_ns, frame.origlen, frame.caplen, pkt_in,
+                              data, tunnels)  # fmt: skip
+                return
+        self._account(frame.index, frame.ts_ns, frame.origlen, frame.caplen, pkt, data, None)
+
+    def _account(
+        self,
+        index: int,
+        ts_ns: int,
+        wire_len: int,
+        caplen: int,
+        pkt: Packet,
+        data: Any,
+        tunnels: tuple[Any, ...] | None,
+        packets: int = 1,
+    ) -> None:
+        start, end = pkt[22], pkt[23]
+        seg_len = 0 if start is None or end is None else end - start
+        if caplen < wire_len and seg_len >= 0:
+            seg_len += wire_len - caplen  # cut by the snap length: the wire had the rest
+        payload = (
+            data[start:end] if self.table.subscriber is not None and start is not None else None
+        )
+        self.table.packet(index, ts_ns, wire_len, pkt, seg_len, payload, tunnels, packets)
+
+    def _fragment(self, frame: Frame, pkt: Packet) -> None:
+        data = frame.data
+        bounds = _ip_payload(pkt[0], data)  # type: ignore[arg-type]
+        if bounds is None:
+            self.fragment_errors += 1
+            return
+        off, end = bounds
+        key = (pkt[6], pkt[7], pkt[8], pkt[9], pkt[11])
+        totals = self._fragment_totals.get(key)
+        if totals is None:
+            if len(self._fragment_totals) >= MAX_PENDING_DATAGRAMS * 2:
+                self._fragment_totals.popitem(last=False)
+            totals = self._fragment_totals[key] = [0, 0]
+        totals[0] += 1
+        totals[1] += frame.origlen
+        datagram = self.defrag.fragment(
+            frame.ts_ns,
+            key,
+            pkt[12] or 0,
+            bool(pkt[13]),
+            data[off:end],  # type: ignore[index]
+        )
+        if datagram is None:
+            return
+        frames, wire = self._fragment_totals.pop(key, totals)
+        whole = _datagram_packet(pkt, datagram)
+        if whole is None:
+            self.fragment_errors += 1
+            return
+        self.datagrams += 1
+        if is_tunnel_carrier(whole):
+            inner = decapsulate(whole, datagram)
+            if inner is not None and inner[0].error is None and inner[0].src_ip is not None:
+                self.tunnelled += 1
+                self._account(frame.index, frame.ts_ns, wire, wire, inner[0], datagram,
+                              inner[1], frames)  # fmt: skip
+                return
+        self._account(frame.index, frame.ts_ns, wire, wire, whole, datagram, None, frames)
+
+    def sweep(self, clock_ns: int) -> list[Flow]:
+        self.table.sweep(clock_ns)
+        self.defrag.expire(clock_ns)
+        return self.table.take_ended()
+
+    def finish(self) -> list[Flow]:
+        self.table.flush()
+        return self.table.take_ended()
+
+    def counters(self) -> dict[str, int]:
+        table = self.table
+        defrag = self.defrag
+        return {
+            "flows": table.created,
+            "evicted": table.evicted,
+            "idle_timeouts": table.idle_timeouts,
+            "active_timeouts": table.active_timeouts,
+            "port_reuse": table.reused,
+            "hole_cap_hits": table.hole_cap_hits,
+            "stream_cap_hits": table.stream_cap_hits,
+            "reassembly_cap_hits": table.reassembly_cap_hits,
+            "tunnelled_packets": self.tunnelled,
+            "fragments": defrag.fragments_seen,
+            "datagrams_reassembled": self.datagrams,
+            "fragment_timeouts": defrag.timeouts,
+            "fragment_evictions": defrag.evictions,
+            "fragment_overlaps": defrag.overlap_fragments,
+            "fragment_errors": self.fragment_errors
+            + defrag.inconsistent_datagrams
+            + defrag.oversize_datagrams,
+        }
+
+
+def _ip_payload(link_type: int, buf: bytes) -> tuple[int, int] | None:
+    """Where a fragment's IP payload is in its frame (after the fragment header for IPv6)."""
+    link = LINK_DECODERS.get(link_type)
+    if link is None:
+        return None
+    try:
+        ethertype, off = link(buf)[4:6]
+        if ethertype == ETH_IPV4:
+            header = ipv4(buf, off)
+        elif ethertype == ETH_IPV6:
+            header = ipv6(buf, off)
+        else:
+            return None
+    except DecodeStop:
+        return None
+    return header[7], header[8]
+
+
+def _datagram_packet(fragment: Packet, datagram: bytes) -> Packet | None:
+    """The packet of a reassembled datagram: the fragment's IP fields, the datagram's L4."""
+    protocol = fragment[9]
+    transport = TRANSPORT_DECODERS.get(protocol, recognised_only)  # type: ignore[arg-type]
+    try:
+        l4 = transport(datagram, 0, len(datagram))
+    except DecodeStop:
+        return None
+    fields = list(fragment)
+    fields[12] = 0
+    fields[13] = False
+    fields[14:22] = l4[:8]
+    fields[22] = l4[8]
+    fields[23] = len(datagram)
+    return _new_packet(Packet, fields)
