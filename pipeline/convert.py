@@ -231,8 +231,8 @@ class FrameConverter:
         anomaly_events = 0
         last_ts_ns = self.last_ts_ns
         tracker = self.tracker
-        track = tracker.frame if tracker is not None else None
         table = tracker.table if tracker is not None else None
+        track = table.packet if table is not None else None
         if tracker is not None and sweeps is None:
             sweeps, self._next_sweep_ns = sweep_points(batch, self._next_sweep_ns)
         pending_sweeps = (sweeps or []) if tracker is not None else []

@@ -81,8 +81,8 @@ PORT_GENEVE = 6081  # RFC 8926
 PORT_TEREDO = 3544  # RFC 4380: the server/relay side, either direction
 PORT_GTPU = 2152  # 3GPP TS 29.281: the destination port of every G-PDU
 
-_CARRIER_PROTOCOLS = frozenset((PROTO_IPIP, PROTO_IPV6, PROTO_GRE))
-_TUNNEL_DST_PORTS = frozenset((PORT_VXLAN, PORT_GENEVE, PORT_TEREDO, PORT_GTPU))
+CARRIER_PROTOCOLS = frozenset((PROTO_IPIP, PROTO_IPV6, PROTO_GRE))
+TUNNEL_DST_PORTS = frozenset((PORT_VXLAN, PORT_GENEVE, PORT_TEREDO, PORT_GTPU))
 
 # GRE (RFC 2784/2890; RFC 1701 for the routing bit; RFC 2637 for version 1).
 GRE_CHECKSUM = 0x80  # checksum + reserved1 (4 bytes) present
@@ -148,8 +148,8 @@ def is_tunnel_carrier(pkt: Packet) -> bool:
     # tests/test_tunnel.py checks the positions against Packet._fields.
     protocol = pkt[9]
     if protocol == PROTO_UDP:
-        return pkt[15] in _TUNNEL_DST_PORTS or pkt[14] == PORT_TEREDO
-    return protocol in _CARRIER_PROTOCOLS
+        return pkt[15] in TUNNEL_DST_PORTS or pkt[14] == PORT_TEREDO
+    return protocol in CARRIER_PROTOCOLS
 
 
 def decapsulate(

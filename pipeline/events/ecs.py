@@ -84,6 +84,20 @@ def format_timestamp(ts_ns: int) -> str:
     return f"{stamp:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
 
 
+_SECOND_TEXTS: dict[int, str] = {}
+
+
+def memo_timestamp(ts_ns: int) -> str:
+    """`format_timestamp` with the date-and-seconds part memoised (flow events: ~1 µs less)."""
+    seconds, nanos = divmod(ts_ns, 1_000_000_000)
+    text = _SECOND_TEXTS.get(seconds)
+    if text is None:
+        if len(_SECOND_TEXTS) >= MEMO_SIZE:
+            _SECOND_TEXTS.clear()
+        text = _SECOND_TEXTS[seconds] = format_timestamp(seconds * 1_000_000_000)[:-10]
+    return "%s%09dZ" % (text, nanos)
+
+
 class EndpointTexts:
     """Memoised renderings of what recurs across flows: addresses, MACs, community ids.
 
@@ -394,7 +408,7 @@ class EcsMapper:
                 }
                 for tunnel in flow.tunnels
             ]
-        start = format_timestamp(flow.start_ns)
+        start = memo_timestamp(flow.start_ns)
         return {
             "@timestamp": start,
             "ecs": {"version": ECS_VERSION},
@@ -406,7 +420,7 @@ class EcsMapper:
                 "dataset": DATASET_FLOW,
                 "module": MODULE,
                 "start": start,
-                "end": format_timestamp(flow.last_ns),
+                "end": memo_timestamp(flow.last_ns),
                 "duration": flow.last_ns - flow.start_ns,
                 "reason": flow.end_reason,
             },

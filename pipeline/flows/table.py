@@ -51,9 +51,12 @@ from __future__ import annotations
 
 import heapq
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from pipeline.capture.frame import Frame
 from pipeline.decode.packet import Packet
+from pipeline.decode.tunnel import CARRIER_PROTOCOLS, PORT_TEREDO, TUNNEL_DST_PORTS
 from pipeline.flows.reassembly import StreamReassembler
 
 # Timeouts, capture time (ns). Zeek's defaults for TCP inactivity (5 min) and UDP and ICMP
@@ -118,7 +121,7 @@ class StreamSubscriber(Protocol):
 class _Direction:
     """Sequence tracking for one direction of a TCP flow, allocated when it first sends data."""
 
-    __slots__ = ("acked", "base", "end", "fin", "holes", "isn", "written_off")
+    __slots__ = ("ack", "acking", "base", "end", "fin", "holes", "isn", "written_off")
 
     def __init__(self, seq: int, syn: bool) -> None:
         self.isn = seq  # sequence number of the first segment seen (the SYN's, if seen)
@@ -126,7 +129,8 @@ class _Direction:
         self.end = 0  # relative offset past the highest byte seen (unwrapped)
         self.holes: list[list[int]] | None = None  # [start, end) gaps below `end`
         self.written_off = 0  # hole bytes dropped when the hole list was full
-        self.acked = -1  # highest relative offset the peer acknowledged (mod 2**32), -1 none
+        self.ack = 0  # the acknowledgement number field this side sent last (raw)
+        self.acking = False  # whether that segment had the ACK flag (else `ack` means nothing)
         self.fin = False
 
 
@@ -164,6 +168,7 @@ class Flow:
     """One flow record. Plain attributes: the table updates them on the per-packet path."""
 
     __slots__ = (
+        "active_end",
         "check_ns",
         "continued",
         "done",
@@ -172,6 +177,7 @@ class Flow:
         "history",
         "history_mask",
         "icmp_code",
+        "idle_ns",
         "inner_vlan_id",
         "ip_version",
         "key",
@@ -184,6 +190,7 @@ class Flow:
         "orig_packets",
         "orig_payload",
         "orig_port",
+        "orig_seen",
         "orig_state",
         "orig_stream",
         "out_of_order_bytes",
@@ -195,6 +202,7 @@ class Flow:
         "resp_packets",
         "resp_payload",
         "resp_port",
+        "resp_seen",
         "resp_state",
         "resp_stream",
         "retransmitted_bytes",
@@ -227,6 +235,10 @@ class Flow:
         self.orig_packets = self.orig_bytes = self.orig_payload = 0
         self.resp_packets = self.resp_bytes = self.resp_payload = 0
         self.orig_state = self.resp_state = INACTIVE
+        # Per direction, the (TCP flags, has data) combinations seen, one bit each.
+        self.orig_seen = self.resp_seen = 0
+        self.idle_ns = 0  # set by the table: the timeout for its protocol and state
+        self.active_end = 0  # set by the table: when the active timeout ends this record
         self.history = "^" if flip else ""
         self.history_mask = 0
         self.orig_dir: _Direction | None = None
@@ -250,7 +262,7 @@ class Flow:
 
     @property
     def missed_bytes(self) -> int:
-        return _missed(self.orig_dir) + _missed(self.resp_dir)
+        return _missed(self.orig_dir, self.resp_dir) + _missed(self.resp_dir, self.orig_dir)
 
     @property
     def conn_state(self) -> str:
@@ -263,16 +275,16 @@ class Flow:
         return {name: spread.summary() for name, spread in zip(names, self.spreads, strict=True)}
 
 
-def _missed(direction: _Direction | None) -> int:
+def _missed(direction: _Direction | None, peer: _Direction | None) -> int:
     """Hole bytes never filled, plus bytes the peer acknowledged past what was seen."""
     if direction is None:
         return 0
     missed = direction.written_off
     if direction.holes:
         missed += sum(end - start for start, end in direction.holes)
-    if direction.acked >= 0:
-        seen_end = (direction.end + (1 if direction.fin else 0)) & SEQ_MASK
-        ahead = (direction.acked - seen_end) & SEQ_MASK
+    if peer is not None and peer.acking:
+        seen_end = (direction.base + direction.end + (1 if direction.fin else 0)) & SEQ_MASK
+        ahead = (peer.ack - seen_end) & SEQ_MASK
         if 0 < ahead < MAX_SEQ_JUMP:
             missed += ahead
     return missed
@@ -412,6 +424,8 @@ class FlowTable:
         self.max_stream_bytes = max_stream_bytes
         self.max_reassembly_bytes = max_reassembly_bytes
         self.flows: dict[tuple[Any, ...], Flow] = {}
+        # Fragments and tunnel carriers go here (`FlowTracker`); True when it took the packet.
+        self.special: Callable[[Frame, Packet], bool] | None = None
         self._heap: list[tuple[int, int, Flow]] = []
         self._pushes = 0  # heap tie-breaker: never compare Flow objects
         self.ended: list[Flow] = []  # finished records, in the order they ended
@@ -431,64 +445,71 @@ class FlowTable:
 
     def packet(
         self,
-        index: int,
-        ts_ns: int,
-        wire_len: int,
+        record: Frame,
         pkt: Packet,
-        seg_len: int,
-        payload: bytes | None = None,
         tunnels: tuple[Any, ...] | None = None,
         packets: int = 1,
     ) -> None:
-        """Account one decoded IP packet (or `packets` fragments of one datagram) to its flow.
+        """Account one decoded IP packet (or `packets` frames of one datagram) to its flow.
 
-        `seg_len` is the transport payload length on the wire (the caller corrects it for
-        snap-length truncation); `payload` (the captured payload bytes) is only needed when a
-        subscriber may want the stream.
+        `record` gives the frame number, time, lengths and bytes (`pkt`'s payload offsets
+        point into ``record.data``). Fragments and tunnel carriers go to `special` (the
+        `FlowTracker`), which comes back here with the datagram or the inner packet.
+
+        This runs for every packet, so it is one flat function: the common TCP segment
+        (same flags as the last one in its direction, in sequence) takes no other call.
         """
-        (_, _, _, vlan_id, inner_vlan_id, _, _, src_ip, dst_ip, protocol, _, _, _, _,
-         src_port, dst_port, tcp_flags, seq, ack, window, icmp_type, icmp_code, _, _, _, _,
-         _) = pkt  # fmt: skip
+        index, ts_ns, _, caplen, wire_len, _, _, data = record
+        (_, _, _, vlan_id, inner_vlan_id, _, _, src_ip, dst_ip, protocol, _, _, frag_offset,
+         more_fragments, src_port, dst_port, tcp_flags, seq, ack, window, icmp_type,
+         icmp_code, start, end, _, _, _) = pkt  # fmt: skip
+        if tunnels is None:
+            if (
+                frag_offset
+                or more_fragments
+                or (
+                    dst_port in TUNNEL_DST_PORTS or src_port == PORT_TEREDO
+                    if protocol == 17
+                    else protocol in CARRIER_PROTOCOLS
+                )
+            ) and packets == 1 and self.special is not None and self.special(
+                record, pkt
+            ):  # fmt: skip
+                return
+            tunnel_id = None
+        else:
+            tunnel_id = tunnels[-1][1] if tunnels[-1][0] in KEYED_TUNNELS else None
         if src_port is None:
             if icmp_type is not None:
                 src_port = icmp_type
                 dst_port = _ICMP_PAIRS.get((protocol, icmp_type), icmp_code)
             else:
                 src_port = dst_port = 0
-        tunnel_id = None
-        if tunnels is not None and tunnels[-1][0] in KEYED_TUNNELS:
-            tunnel_id = tunnels[-1][1]
         if src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port):
             key = (protocol, src_ip, dst_ip, src_port, dst_port, vlan_id, inner_vlan_id, tunnel_id)
         else:
             key = (protocol, dst_ip, src_ip, dst_port, src_port, vlan_id, inner_vlan_id, tunnel_id)
         flow = self.flows.get(key)
-        if flow is not None:
-            last_ns = flow.last_ns
-            if ts_ns - last_ns > self._idle(flow):
-                self._end(flow, END_IDLE)
-                self.idle_timeouts += 1
-                flow = None
-            elif ts_ns - flow.start_ns > self.active_ns:
-                flow = self._continue(flow, index, ts_ns, pkt, tunnels)
-            elif tcp_flags is not None and tcp_flags & (SYN | ACK | RST) == SYN:
-                sender = (
-                    flow.orig_dir
-                    if src_ip == flow.orig_ip and src_port == flow.orig_port
-                    else flow.resp_dir
-                )
-                if sender is not None and sender.isn != seq:
-                    # A new initial sequence number on the same ports: a new connection.
-                    self._end(flow, END_REUSED)
-                    self.reused += 1
-                    flow = None
-        if flow is None:
-            flip = tcp_flags is not None and tcp_flags & (SYN | ACK) == SYN | ACK
-            flow = self._new(key, index, ts_ns, pkt, src_port, dst_port, tunnels, flip)
+        if flow is None or ts_ns - flow.last_ns > flow.idle_ns or ts_ns > flow.active_end:
+            flow = self._arrive(flow, key, record, pkt, src_port, dst_port, tunnels)
+        seg_len = 0 if end is None else end - start
+        if caplen < wire_len and seg_len:
+            seg_len += wire_len - caplen  # cut by the snap length: the wire had the rest
+        from_orig = src_port == flow.orig_port and src_ip == flow.orig_ip
+        if tcp_flags is not None:
+            # Flags (FIN SYN RST PSH ACK) with or without data are mostly a combination this
+            # direction has sent since the endpoints' states last changed: then neither the
+            # history nor a state can change. Otherwise `_flags` looks (and may start a new
+            # flow: a SYN reusing the ports).
+            signature = 1 << ((tcp_flags & 0x1F) << 1 | (seg_len > 0))
+            if not signature & (flow.orig_seen if from_orig else flow.resp_seen):
+                flow = self._flags(flow, from_orig, key, record, pkt, src_port, dst_port,
+                                   tunnels, signature, seg_len)  # fmt: skip
+                from_orig = src_port == flow.orig_port and src_ip == flow.orig_ip
+            direction = flow.orig_dir if from_orig else flow.resp_dir
         if ts_ns > flow.last_ns:
             flow.last_ns = ts_ns
         flow.last_index = index
-        from_orig = src_ip == flow.orig_ip and src_port == flow.orig_port
         if from_orig:
             flow.orig_packets += packets
             flow.orig_bytes += wire_len
@@ -499,49 +520,90 @@ class FlowTable:
             flow.resp_payload += seg_len
         if flow.spreads is not None:
             self._spread(flow, from_orig, ts_ns, wire_len)
-        if tcp_flags is not None:
-            self._tcp(flow, from_orig, ts_ns, tcp_flags, seq, ack, window, seg_len, payload)
+        if tcp_flags is None:
+            return
+        direction.ack = ack  # what this side acknowledged last (`acking`: if it did)
+        if not window and not tcp_flags & 7:  # a zero window (not on SYN, FIN or RST)
+            _add_letter(flow, "W", from_orig)
+        if seg_len:
+            if (seq - direction.base - direction.end) & SEQ_MASK:
+                self._sequence(flow, direction, from_orig, tcp_flags, seq, seg_len)
+            else:
+                direction.end += seg_len
+            if self.subscriber is not None:
+                self._stream(flow, from_orig, tcp_flags, seq, data[start:end])
 
-    def _tcp(
+    def _arrive(
+        self,
+        flow: Flow | None,
+        key: tuple[Any, ...],
+        record: Frame,
+        pkt: Packet,
+        src_port: int,
+        dst_port: int,
+        tunnels: tuple[Any, ...] | None,
+    ) -> Flow:
+        """The flow a packet belongs to when it is not the one in the table: none yet,
+        timed out, or past the active timeout."""
+        index, ts_ns = record[0], record[1]
+        tcp_flags = pkt[16]
+        if flow is not None:
+            if ts_ns - flow.last_ns > flow.idle_ns:
+                self._end(flow, END_IDLE)
+                self.idle_timeouts += 1
+            else:
+                return self._continue(flow, index, ts_ns, pkt, tunnels)
+        flip = tcp_flags is not None and tcp_flags & (SYN | ACK) == SYN | ACK
+        return self._new(key, index, ts_ns, pkt, src_port, dst_port, tunnels, flip)
+
+    def _flags(
         self,
         flow: Flow,
         from_orig: bool,
-        ts_ns: int,
-        flags: int,
-        seq: int,
-        ack: int,
-        window: int,
+        key: tuple[Any, ...],
+        record: Frame,
+        pkt: Packet,
+        src_port: int,
+        dst_port: int,
+        tunnels: tuple[Any, ...] | None,
+        signature: int,
         seg_len: int,
-        payload: bytes | None,
-    ) -> None:
+    ) -> Flow:
+        """New TCP flags in a direction: port reuse, history letters, endpoint states, the
+        sequence start. Returns the packet's flow (a new one when the ports are reused)."""
+        ts_ns = record[1]
+        flags, seq = pkt[16], pkt[17]
+        if flags & 0x16 == SYN:  # a pure SYN: every one is looked at, not only the first
+            signature = 0
+            sender = flow.orig_dir if from_orig else flow.resp_dir
+            if sender is not None and sender.isn != seq:
+                # A new initial sequence number on the same ports: a new connection.
+                self._end(flow, END_REUSED)
+                self.reused += 1
+                flow = self._new(key, record[0], ts_ns, pkt, src_port, dst_port, tunnels, False)
+                from_orig = True
+        if from_orig:
+            flow.orig_seen |= signature
+        else:
+            flow.resp_seen |= signature
         mask, letters = _HISTORY[(flags & 0x1F) << 2 | (seg_len > 0) << 1 | from_orig]
         if mask & ~flow.history_mask:
             for letter in letters:
                 _add_letter(flow, letter.upper(), from_orig)
         if from_orig:
             state, peer = flow.orig_state, flow.resp_state
-            new_state = _endpoint_state(state, flags, peer)
-            if new_state != state:
-                flow.orig_state = new_state
-                self._state_changed(flow, ts_ns, new_state, peer, flags)
-            direction = flow.orig_dir
-            other = flow.resp_dir
         else:
             state, peer = flow.resp_state, flow.orig_state
-            new_state = _endpoint_state(state, flags, peer)
-            if new_state != state:
+        new_state = _endpoint_state(state, flags, peer)
+        if new_state != state:
+            if from_orig:
+                flow.orig_state = new_state
+            else:
                 flow.resp_state = new_state
-                self._state_changed(flow, ts_ns, new_state, peer, flags)
-            direction = flow.resp_dir
-            other = flow.orig_dir
-        if window == 0 and not flags & (SYN | FIN | RST):
-            _add_letter(flow, "W", from_orig)
-        if other is not None and flags & ACK:
-            acked = (ack - other.base) & SEQ_MASK
-            if other.acked < 0 or 0 < (acked - other.acked) & SEQ_MASK < SEQ_HALF:
-                other.acked = acked
-        syn = flags & SYN
+            self._state_changed(flow, ts_ns, new_state, peer)
+        direction = flow.orig_dir if from_orig else flow.resp_dir
         if direction is None:
+            syn = flags & SYN
             direction = _Direction(seq, bool(syn))
             if from_orig:
                 flow.orig_dir = direction
@@ -553,23 +615,22 @@ class FlowTable:
                 stream = flow.orig_stream if from_orig else flow.resp_stream
                 if stream is not None:
                     stream.syn(seq)
-        if seg_len:
-            data_seq = (seq + 1) & SEQ_MASK if syn else seq  # data after a SYN (TCP Fast Open)
-            self._sequence(flow, direction, from_orig, data_seq, seg_len)
-            if flow.subscriber is None and self.subscriber is not None:
-                self._subscribe(flow)
-            if flow.subscriber is not None and payload is not None:
-                self._stream(flow, from_orig, data_seq, payload, bool(flags & FIN))
         if flags & FIN:
             direction.fin = True
+        direction.acking = bool(flags & ACK)
+        return flow
 
     def _sequence(
-        self, flow: Flow, direction: _Direction, from_orig: bool, seq: int, seg_len: int
-    ) -> None:
-        """Classify a segment's bytes: in order, filling a hole, or seen before."""
+        self, flow: Flow, direction: _Direction, from_orig: bool, flags: int, seq: int,
+        seg_len: int,
+    ) -> None:  # fmt: skip
+        """Classify a segment that does not start at the stream's end: data on a SYN, or
+        opening a gap, filling a hole, or repeating bytes."""
+        if flags & SYN:
+            seq = (seq + 1) & SEQ_MASK  # data on a SYN (TCP Fast Open) follows it
         end = direction.end
-        offset = (seq - direction.base - end) & SEQ_MASK  # relative to `end`, mod 2**32
-        if offset == 0:
+        offset = (seq - direction.base - end) & SEQ_MASK  # relative to the end, mod 2**32
+        if not offset:
             direction.end = end + seg_len
             return
         if offset < SEQ_HALF:  # ahead: a gap opens
@@ -618,7 +679,9 @@ class FlowTable:
             flow.retransmitted_bytes += repeated
             _add_letter(flow, "T", from_orig)
 
-    def _state_changed(self, flow: Flow, ts_ns: int, state: int, peer: int, flags: int) -> None:
+    def _state_changed(self, flow: Flow, ts_ns: int, state: int, peer: int) -> None:
+        # Whether a segment changes a state can depend on the peer's: look again next time.
+        flow.orig_seen = flow.resp_seen = 0
         if state == ESTABLISHED and peer == SYN_ACK_SENT:
             # The originator acknowledged the SYN-ACK: the responder is established too.
             if flow.orig_state == ESTABLISHED:
@@ -628,6 +691,7 @@ class FlowTable:
         if (state == RESET) or (
             flow.orig_state in (CLOSED, RESET) and flow.resp_state in (CLOSED, RESET)
         ):
+            flow.idle_ns = self.linger_ns
             check = ts_ns + self.linger_ns
             if check < flow.check_ns:
                 self._schedule(flow, check)
@@ -661,13 +725,15 @@ class FlowTable:
         if len(flows) >= self.max_flows:
             self._evict()
         flow = Flow(key, index, ts_ns, pkt, src_port, dst_port, tunnels, flip)
+        flow.idle_ns = self._idle(flow)
+        flow.active_end = ts_ns + self.active_ns
         if self.spreads:
             flow.spreads = [_Spread(), _Spread(), _Spread(), _Spread()]
         flows[key] = flow
         self.created += 1
         if len(flows) > self.peak_flows:
             self.peak_flows = len(flows)
-        self._schedule(flow, ts_ns + self._idle(flow))
+        self._schedule(flow, ts_ns + flow.idle_ns)
         return flow
 
     def _continue(
@@ -679,6 +745,7 @@ class FlowTable:
         nxt = self._new(flow.key, index, ts_ns, pkt, flow.orig_port, flow.resp_port, tunnels, False)
         nxt.orig_ip, nxt.resp_ip = flow.orig_ip, flow.resp_ip
         nxt.orig_state, nxt.resp_state = flow.orig_state, flow.resp_state
+        nxt.idle_ns = self._idle(nxt)
         nxt.orig_dir, nxt.resp_dir = flow.orig_dir, flow.resp_dir
         for direction in (nxt.orig_dir, nxt.resp_dir):
             if direction is not None:  # holes belong to the record that saw them open
@@ -730,7 +797,7 @@ class FlowTable:
             check_ns, _, flow = heapq.heappop(heap)
             if flow.done or check_ns != flow.check_ns:
                 continue
-            deadline = flow.last_ns + self._idle(flow)
+            deadline = flow.last_ns + flow.idle_ns
             if deadline <= clock_ns:
                 self.idle_timeouts += 1
                 self._end(flow, END_IDLE)
@@ -775,14 +842,19 @@ class FlowTable:
             flow.orig_stream = StreamReassembler(max_stream_bytes=self.max_stream_bytes)
             flow.resp_stream = StreamReassembler(max_stream_bytes=self.max_stream_bytes)
 
-    def _stream(self, flow: Flow, from_orig: bool, seq: int, payload: bytes, fin: bool) -> None:
+    def _stream(self, flow: Flow, from_orig: bool, flags: int, seq: int, payload: bytes) -> None:
+        """Feed a data segment to the flow's reassembler, if a subscriber wants the flow."""
+        if flow.subscriber is None and not flow.done:
+            self._subscribe(flow)
         stream = flow.orig_stream if from_orig else flow.resp_stream
         subscriber = flow.subscriber
         if stream is None or subscriber is None:
             return
+        if flags & SYN:
+            seq = (seq + 1) & SEQ_MASK
         held = stream.buffered_bytes
         capped = stream.stream_cap_hit
-        data = stream.segment(seq, payload, fin)
+        data = stream.segment(seq, payload, bool(flags & FIN))
         self.buffered_bytes += stream.buffered_bytes - held
         if stream.stream_cap_hit and not capped:
             self.stream_cap_hits += 1

@@ -70,10 +70,12 @@ def sweep_points_numpy(
 
 
 class FlowTracker:
-    """Flow state of one input: a defragmenter, the decapsulator and a `FlowTable`."""
+    """Flow state of one input: a `FlowTable`, with a defragmenter and the decapsulator in
+    front of it for the packets the table hands over (`FlowTable.special`)."""
 
     def __init__(self, table: FlowTable) -> None:
         self.table = table
+        table.special = self.special
         self.defrag = Defragmenter()
         # Per pending datagram: [frames, wire bytes] of its fragments so far (bounded like
         # the defragmenter's own table; a forgotten entry only under-counts one datagram).
@@ -84,39 +86,19 @@ class FlowTracker:
 
     def frame(self, frame: Frame, pkt: Packet) -> None:
         """Account one decoded frame that has an IP header."""
+        self.table.packet(frame, pkt)
+
+    def special(self, frame: Frame, pkt: Packet) -> bool:
+        """Take a fragment or a tunnel carrier; False: neither after all, the table goes on."""
         if pkt[12] or pkt[13]:  # fragment offset, more fragments
             self._fragment(frame, pkt)
-            return
-        data = frame.data
-        if is_tunnel_carrier(pkt):
-            inner = decapsulate(pkt, data)  # type: ignore[arg-type]
-            if inner is not None and inner[0].error is None and inner[0].src_ip is not None:
-                self.tunnelled += 1
-                pkt_in, tunnels = inner
-                self._account(frame.index, frame.ts_ns, frame.origlen, frame.caplen, pkt_in,
-                              data, tunnels)  # fmt: skip
-                return
-        self._account(frame.index, frame.ts_ns, frame.origlen, frame.caplen, pkt, data, None)
-
-    def _account(
-        self,
-        index: int,
-        ts_ns: int,
-        wire_len: int,
-        caplen: int,
-        pkt: Packet,
-        data: Any,
-        tunnels: tuple[Any, ...] | None,
-        packets: int = 1,
-    ) -> None:
-        start, end = pkt[22], pkt[23]
-        seg_len = 0 if start is None or end is None else end - start
-        if caplen < wire_len and seg_len >= 0:
-            seg_len += wire_len - caplen  # cut by the snap length: the wire had the rest
-        payload = (
-            data[start:end] if self.table.subscriber is not None and start is not None else None
-        )
-        self.table.packet(index, ts_ns, wire_len, pkt, seg_len, payload, tunnels, packets)
+            return True
+        inner = decapsulate(pkt, frame.data)  # type: ignore[arg-type]
+        if inner is None or inner[0].error is not None or inner[0].src_ip is None:
+            return False
+        self.tunnelled += 1
+        self.table.packet(frame, inner[0], inner[1])
+        return True
 
     def _fragment(self, frame: Frame, pkt: Packet) -> None:
         data = frame.data
@@ -148,14 +130,16 @@ class FlowTracker:
             self.fragment_errors += 1
             return
         self.datagrams += 1
+        # The datagram as one record: its bytes, the wire bytes of all its fragments.
+        record = _new_packet(Frame, (frame.index, frame.ts_ns, frame.offset, wire, wire,
+                                     frame.interface, frame.link_type, datagram))  # fmt: skip
         if is_tunnel_carrier(whole):
             inner = decapsulate(whole, datagram)
             if inner is not None and inner[0].error is None and inner[0].src_ip is not None:
                 self.tunnelled += 1
-                self._account(frame.index, frame.ts_ns, wire, wire, inner[0], datagram,
-                              inner[1], frames)  # fmt: skip
+                self.table.packet(record, inner[0], inner[1], frames)
                 return
-        self._account(frame.index, frame.ts_ns, wire, wire, whole, datagram, None, frames)
+        self.table.packet(record, whole, None, frames)
 
     def sweep(self, clock_ns: int) -> list[Flow]:
         self.table.sweep(clock_ns)
