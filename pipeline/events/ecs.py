@@ -37,11 +37,13 @@ from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
 from pipeline.flows.table import Flow
+from pipeline.flows.traffic import NS, PROTOCOL_CLASSES, TrafficSummary
 
 ECS_VERSION = "8.11.0"
 DATASET_PACKET = "pcap_ingest.packet"
 DATASET_ANOMALY = "pcap_ingest.anomaly"
 DATASET_FLOW = "pcap_ingest.flow"
+DATASET_STATS = "pcap_ingest.stats"
 MODULE = "pcap_ingest"
 
 # Memo tables are cleared whole when full: O(1), bounded, and the hit path is one look-up.
@@ -429,3 +431,86 @@ class EcsMapper:
             "network": network,
             "pcap": pcap,
         }
+
+
+def ip_text(ip: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET if len(ip) == 4 else socket.AF_INET6, ip)
+
+
+def transport_name(protocol: int) -> str:
+    return TRANSPORT_NAMES.get(protocol, _IANA_NUMBERS[protocol])
+
+
+def stats_event(summary: TrafficSummary, capture_name: str, capture_key: str) -> dict[str, Any]:
+    """The traffic statistics event of one summary (``event.dataset: pcap_ingest.stats``);
+    its fields are listed in pipeline/traffic_report.py's docstring."""
+    start_ns = summary.start_ns if summary.start_ns is not None else 0
+    end_ns = summary.end_ns if summary.end_ns is not None else start_ns
+    stats: dict[str, Any] = {"scope": summary.scope}
+    if summary.scope == "interval":
+        assert summary.interval_ns is not None
+        event_id = f"{capture_key}-stats-{summary.interval_ns}-{summary.index}"
+        stats["interval_s"] = summary.interval_ns / NS
+        stats["interval_index"] = summary.index
+    else:
+        event_id = f"{capture_key}-stats"
+    stats["anomalies"] = summary.anomalies
+    for name in PROTOCOL_CLASSES:
+        packets, nbytes = summary.protocols[name]
+        stats[f"{name}_packets"] = packets
+        stats[f"{name}_bytes"] = nbytes
+    if summary.pps_mean is not None:
+        stats["pps_mean"] = summary.pps_mean
+        stats["bps_mean"] = summary.bps_mean
+    if summary.pps_peak is not None:
+        stats["pps_peak"] = summary.pps_peak
+        stats["peak_window_s"] = summary.peak_window_ns / NS
+    if summary.packets:
+        stats["packet_size_mean"] = summary.bytes / summary.packets
+    stats["top_talkers"] = [
+        {
+            "ip": ip_text(t.ip),
+            "packets": t.packets,
+            "bytes": t.bytes,
+            "tx_packets": t.tx_packets,
+            "tx_bytes": t.tx_bytes,
+            "rx_packets": t.rx_packets,
+            "rx_bytes": t.rx_bytes,
+        }
+        for t in summary.talkers
+    ]
+    stats["talkers_tracked"] = summary.talkers_tracked
+    stats["talkers_overflow"] = summary.talkers_overflow
+    stats["talkers_untracked_packets"] = summary.talkers_untracked_packets
+    stats["talkers_untracked_bytes"] = summary.talkers_untracked_bytes
+    stats["top_destination_ports"] = [
+        {
+            "transport": transport_name(p.protocol),
+            "port": p.port,
+            "packets": p.packets,
+            "bytes": p.bytes,
+        }
+        for p in summary.ports
+    ]
+    stats["ports_tracked"] = summary.ports_tracked
+    stats["ports_overflow"] = summary.ports_overflow
+    stats["ports_untracked_packets"] = summary.ports_untracked_packets
+    stats["ports_untracked_bytes"] = summary.ports_untracked_bytes
+    start = format_timestamp(start_ns)
+    return {
+        "@timestamp": start,
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "id": event_id,
+            "kind": "metric",
+            "category": _CATEGORY_NETWORK,
+            "type": _TYPE_INFO,
+            "dataset": DATASET_STATS,
+            "module": MODULE,
+            "start": start,
+            "end": format_timestamp(end_ns),
+            "duration": end_ns - start_ns,
+        },
+        "network": {"packets": summary.packets, "bytes": summary.bytes},
+        "pcap": {"file": capture_name, "stats": stats},
+    }
