@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument(
         "-q", "--quiet", action="store_true", help="no progress and no summary on stderr"
     )
+    conv.add_argument(
+        "--stats-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --extract ...,stats: also a stats event per interval of capture time",
+    )
     flows = conv.add_argument_group("flows (the flow dataset)")
     flows.add_argument(
         "--flow-stats",
@@ -170,7 +177,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="split a flow's record after this much capture time "
         f"(default {ConvertOptions.active_timeout:g})",
     )
+    stats = commands.add_parser(
+        "stats",
+        help="print traffic statistics of captures (as capinfos and tshark -z do)",
+        description="Packets, bytes, protocols, top talkers, top destination ports and rates, "
+        "per capture and per --interval of capture time.",
+    )
+    stats.add_argument(
+        "files", nargs="+", metavar="FILE", help="capture file, directory, glob, or - (stdin)"
+    )
+    stats.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also summarise each interval of this much capture time (at least 0.001)",
+    )
+    stats.add_argument(
+        "--top", type=int, default=10, metavar="N", help="entries in the top lists (default 10)"
+    )
+    stats.add_argument(
+        "--json", action="store_true", help="print pcap_ingest.stats events as NDJSON"
+    )
     return parser
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from pipeline.traffic_report import stats_command
+
+    try:
+        return stats_command(args.files, args.interval, args.top, args.json, sys.stdout)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_SIGINT
+    except BrokenPipeError:  # `pcap-ingest stats x | head`: quietly, as convert does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _say(message: str) -> None:
@@ -187,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "stats":
+        return _stats(args)
     if args.workers < 0:
         _say("error: --workers must be 0 or more (see pcap-ingest --help)")
         return EXIT_USAGE
@@ -218,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             udp_timeout=args.udp_timeout,
             other_timeout=args.other_timeout,
             active_timeout=args.active_timeout,
+            stats_interval=args.stats_interval,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")

@@ -23,7 +23,7 @@ import orjson
 
 from pipeline.capture import CaptureOpenError, Frame, FramingError, open_capture
 from pipeline.decode.packet import Packet, decode_packet
-from pipeline.events.ecs import EcsMapper, capture_key
+from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
 from pipeline.flows.table import (
     ACTIVE_TIMEOUT_NS,
@@ -35,6 +35,7 @@ from pipeline.flows.table import (
     default_max_flows,
 )
 from pipeline.flows.tracker import FlowTracker, sweep_points
+from pipeline.flows.traffic import MIN_INTERVAL_NS, TrafficStats
 from pipeline.inputs import STDIN, InputError, expand_inputs
 from pipeline.sinks.background import BackgroundSink
 from pipeline.sinks.files import (
@@ -48,8 +49,8 @@ from pipeline.sinks.files import (
 from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
 
 # Datasets `--extract` can name today; later extractors add theirs here.
-DATASETS = ("packet", "anomaly", "flow")
-DEFAULT_EXTRACT = DATASETS
+DATASETS = ("packet", "anomaly", "flow", "stats")
+DEFAULT_EXTRACT = ("packet", "anomaly", "flow")
 # Order key of the flows ended at end of input: after every frame.
 END_OF_INPUT_KEY = 1 << 62
 # Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
@@ -73,6 +74,7 @@ class ConvertOptions:
     udp_timeout: float = UDP_IDLE_TIMEOUT_NS / 1e9
     other_timeout: float = OTHER_IDLE_TIMEOUT_NS / 1e9
     active_timeout: float = ACTIVE_TIMEOUT_NS / 1e9
+    stats_interval: float | None = None  # seconds of capture time per stats event, or None
 
     def validate(self) -> None:
         unknown = [name for name in self.extract if name not in DATASETS]
@@ -91,6 +93,8 @@ class ConvertOptions:
             raise InputError("batch size must be positive")
         if self.max_flows is not None and self.max_flows < 1:
             raise InputError("--max-flows must be positive")
+        if self.stats_interval is not None and not self.stats_interval * 1e9 >= MIN_INTERVAL_NS:
+            raise InputError("--stats-interval must be at least 0.001 seconds")
         for name in ("tcp_timeout", "udp_timeout", "other_timeout", "active_timeout"):
             if not getattr(self, name) > 0:
                 raise InputError(f"--{name.replace('_', '-')} must be positive seconds")
@@ -176,17 +180,26 @@ class FrameConverter:
         self.tracker = (
             FlowTracker(options.flow_table(workers)) if "flow" in options.extract else None
         )
+        self.traffic = (
+            TrafficStats(
+                None if options.stats_interval is None else int(options.stats_interval * 1e9)
+            )
+            if "stats" in options.extract
+            else None
+        )
         self.last_ts_ns = 0  # of the last frame, for framing errors (which carry no time)
         self._next_sweep_ns: int | None = None  # sweep points, when this process sees all frames
         self._packet_event: Callable[[Frame, Packet], Any] | None = None
         self._framing_event: Callable[[FramingError, int], Any] | None = None
         self._flow_event: Callable[[Flow], Any] | None = None
+        self.capture_key = ""
 
     def _start(self, first: Frame | FramingError | None) -> None:
         self.start_with_key(capture_key(first))
 
     def start_with_key(self, key: str) -> None:
         """Name the capture's events ``key-<frame>`` (the reader derived `key`)."""
+        self.capture_key = key
         mapper = EcsMapper(self.capture_name, key)
         if self.serialise:
             self._packet_event = PacketLineEncoder(mapper).line
@@ -233,6 +246,7 @@ class FrameConverter:
         tracker = self.tracker
         table = tracker.table if tracker is not None else None
         track = table.packet if table is not None else None
+        traffic = self.traffic.add if self.traffic is not None else None
         if tracker is not None and sweeps is None:
             sweeps, self._next_sweep_ns = sweep_points(batch, self._next_sweep_ns)
         pending_sweeps = (sweeps or []) if tracker is not None else []
@@ -242,6 +256,8 @@ class FrameConverter:
                 if record.index >= sweep_at:  # type: ignore[union-attr]
                     sweep_at = self._sweep(pending_sweeps, record.index, append, indices)  # type: ignore[union-attr]
                 pkt = decode(record.link_type, record.data)  # type: ignore[union-attr,arg-type]
+                if traffic is not None:
+                    traffic(record.ts_ns, record.origlen, pkt)  # type: ignore[union-attr]
                 error = pkt.error
                 if error is None:
                     decoded += 1
@@ -264,6 +280,8 @@ class FrameConverter:
                             indices.append(record.index)
             else:
                 anomalies[record.reason] += 1  # type: ignore[union-attr]
+                if traffic is not None:
+                    self._undecoded(batch, record)  # type: ignore[arg-type]
                 if want_anomaly:
                     ts_ns = record.ts_ns  # type: ignore[union-attr]
                     if ts_ns < 0:
@@ -314,15 +332,45 @@ class FrameConverter:
                 indices.append((*key, flow.first_index))
         self.stats.events["flow"] += len(flows)
 
-    def finish(self, append: Callable[[Any], None], indices: list[Any] | None = None) -> None:
-        """End of input: the flows still open end now; the flow counters go to the stats."""
-        tracker = self.tracker
-        if tracker is None:
-            return
+    def _undecoded(self, batch: list[Frame | FramingError], record: FramingError) -> None:
+        """A framing error in the traffic statistics, at the last good frame's time."""
+        assert self.traffic is not None
+        ts_ns = record.ts_ns
+        if ts_ns < 0:
+            ts_ns = last_timestamp(batch, record, -1)
+        self.traffic.add_undecoded(ts_ns if ts_ns >= 0 else None)
+
+    def finish(
+        self,
+        append: Callable[[Any], None],
+        indices: list[Any] | None = None,
+        with_stats: bool = True,
+    ) -> None:
+        """End of input: the flows still open end now (their counters go to the file's
+        statistics), then the traffic statistics events — unless `with_stats` is False (a
+        worker: the coordinator merges every worker's `traffic` first)."""
         if self._flow_event is None:
             self._start(None)
-        self._flow_events(tracker.finish(), (END_OF_INPUT_KEY, 0), append, indices)
-        self.stats.flows.update(tracker.counters())
+        tracker = self.tracker
+        if tracker is not None:
+            self._flow_events(tracker.finish(), (END_OF_INPUT_KEY, 0), append, indices)
+            self.stats.flows.update(tracker.counters())
+        if self.traffic is not None and with_stats:
+            events = stats_events(self.traffic, self.capture_name, self.capture_key)
+            for event in events:
+                append(_serialise(event) if self.serialise else event)
+                if indices is not None:
+                    indices.append((END_OF_INPUT_KEY, 1, 0))
+            self.stats.events["stats"] += len(events)
+
+
+def stats_events(traffic: TrafficStats, capture_name: str, key: str) -> list[dict[str, Any]]:
+    """The traffic statistics events of one input: the whole capture, then each interval."""
+    return [stats_event(summary, capture_name, key) for summary in traffic.summaries()]
+
+
+def _serialise(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _first_index(flow: Flow) -> int:
@@ -413,6 +461,7 @@ def convert(
     udp_timeout: float = ConvertOptions.udp_timeout,
     other_timeout: float = ConvertOptions.other_timeout,
     active_timeout: float = ConvertOptions.active_timeout,
+    stats_interval: float | None = None,
 ) -> RunStats:
     """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout).
 
@@ -429,7 +478,9 @@ def convert(
 
     Flow records (dataset ``flow``) take the flow options: `flow_stats` adds per-direction
     size and inter-arrival statistics, `max_flows` caps each flow table, and the timeouts
-    are seconds of capture time (see `pipeline.flows.table`).
+    are seconds of capture time (see `pipeline.flows.table`). Traffic statistics (dataset
+    ``stats``) give one event per input and, with `stats_interval` (seconds of capture time),
+    one per interval.
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -447,6 +498,7 @@ def convert(
         udp_timeout=udp_timeout,
         other_timeout=other_timeout,
         active_timeout=active_timeout,
+        stats_interval=stats_interval,
     )
     options.validate()
     if workers < 0:

@@ -15,8 +15,9 @@ import psutil
 import pytest
 
 from pipeline import convert
-from pipeline.gen.capture_mix import write_capture
+from pipeline.gen.capture_mix import iter_frames, write_capture
 from pipeline.runtime.memory import private_memory_bytes
+from tests.capture_writers import Rec, pcap_bytes
 from tests.conftest import HAVE_SHARED, REFERENCE_CAPTURES, needs_shared
 from tests.test_truth_packets import read_ndjson_zst
 
@@ -56,6 +57,43 @@ def test_unordered_output_is_the_same_multiset(tmp_path: Path) -> None:
         assert sorted(free, key=lambda e: e["event"]["id"]) == sorted(
             ordered, key=lambda e: e["event"]["id"]
         ), name
+
+
+def test_flows_and_stats_are_the_same_for_any_worker_count(tmp_path: Path) -> None:
+    """Flow records and merged traffic statistics (with intervals and short timeouts, so
+    sweeps end flows mid-capture) are byte-identical across worker counts, ordered."""
+    # The generated mix, slowed down 100 times: 20 s of capture time, 20 sweep points.
+    frames = list(iter_frames(20_000, seed=21))
+    start = frames[0][0]
+    records = [
+        Rec(ts // 10**9, ts % 10**9 // 1000, frame)
+        for ts, frame in ((start + (t - start) * 100, f) for t, f in frames)
+    ]
+    path = tmp_path / "mix.pcap"
+    path.write_bytes(pcap_bytes(records))
+    options = {
+        "extract": ("packet", "anomaly", "flow", "stats"),
+        "stats_interval": 2.0,
+        "tcp_timeout": 3.0,
+        "udp_timeout": 2.0,
+    }
+    convert([str(path)], str(tmp_path / "w0"), workers=0, **options)  # type: ignore[arg-type]
+    expected = outputs(tmp_path / "w0")
+    events = read_ndjson_zst(tmp_path / "w0" / "mix.pcap.ndjson.zst")
+    datasets = Counter(e["event"]["dataset"] for e in events)
+    assert datasets["pcap_ingest.packet"] == 20_000
+    assert datasets["pcap_ingest.flow"] > 100 and datasets["pcap_ingest.stats"] > 2
+    reasons = Counter(e["event"]["reason"] for e in events if "reason" in e["event"])
+    assert reasons["idle_timeout"] > 0 and reasons["end_of_input"] > 0
+    whole = [e for e in events if e["event"]["id"].endswith("-stats")]
+    assert len(whole) == 1 and whole[0]["network"]["packets"] == 20_000
+    for workers in (1, 2, 3):
+        out = tmp_path / f"w{workers}"
+        convert([str(path)], str(out), workers=workers, ordered=True, **options)  # type: ignore[arg-type]
+        assert outputs(out) == expected, workers
+    convert([str(path)], str(tmp_path / "free"), workers=2, **options)  # type: ignore[arg-type]
+    free = read_ndjson_zst(tmp_path / "free" / "mix.pcap.ndjson.zst")
+    assert sorted(e["event"]["id"] for e in free) == sorted(e["event"]["id"] for e in events)
 
 
 def test_every_frame_accounted_for_across_workers(tmp_path: Path) -> None:

@@ -30,13 +30,16 @@ from typing import Any, TextIO
 
 import numpy as np
 import orjson
+import zstandard
 
 from pipeline.convert import (
     ConvertOptions,
     order_key,
     output_stem,
     plan_outputs,
+    stats_events,
 )
+from pipeline.flows.traffic import TrafficStats
 from pipeline.runtime.memory import tree_private_memory_bytes
 from pipeline.runtime.messages import (
     BatchOutput,
@@ -85,6 +88,8 @@ class _FileState:
     pending: dict[int, list[BatchOutput]] = field(default_factory=dict)  # ordered: parts
     early: list[BatchOutput] = field(default_factory=list)  # outputs before the file's news
     final: list[WorkerFileDone] = field(default_factory=list)  # the flows open at the end
+    traffic: TrafficStats | None = None  # the workers' traffic statistics, merged
+    capture_key: str = ""
     opened: bool = False  # the reader's ReaderFile has arrived
     position: int = 0
     size: int = 0
@@ -253,6 +258,13 @@ class Engine:
             stats.events.update(message.stats["events"])
             stats.flows.update(message.stats["flows"])
             state.final.append(message)
+            traffic = message.stats["traffic"]
+            if traffic is not None:
+                if state.traffic is None:
+                    state.traffic = traffic
+                else:
+                    state.traffic.merge(traffic)
+                state.capture_key = message.stats["capture_key"]
             state.workers_done += 1
             return self._maybe_finish(message.file_no)
         if isinstance(message, ReaderFile):
@@ -355,6 +367,14 @@ class Engine:
             for part in final:
                 if part.payload:
                     state.sink.write(part.payload)
+        if state.traffic is not None:
+            events = stats_events(state.traffic, state.stats.path, state.capture_key)
+            lines = b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in events)
+            if lines and not self.engine.ordered and self.options.compression == "zstd":
+                lines = zstandard.ZstdCompressor(level=self.options.level).compress(lines)
+            if lines:
+                state.sink.write(lines)
+            state.stats.events["stats"] += len(events)
 
     def _maybe_finish(self, file_no: int) -> int:
         state = self.files[file_no]

@@ -130,7 +130,7 @@ def worker_main(
                 open_file.close()
                 lines = []
                 indices = [] if ordered else None
-                open_file.converter.finish(lines.append, indices)
+                open_file.converter.finish(lines.append, indices, with_stats=False)
                 stats = open_file.stats
                 outbox.send(
                     WorkerFileDone(
@@ -142,6 +142,8 @@ def worker_main(
                             "anomalies": dict(stats.anomalies),
                             "events": dict(stats.events),
                             "flows": dict(stats.flows),
+                            "traffic": open_file.converter.traffic,
+                            "capture_key": open_file.start.capture_key,
                         },
                         b"" if ordered else _payload(lines, compressor),
                         indices,
