@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="with --extract ...,stats: also a stats event per interval of capture time",
     )
+    conv.add_argument(
+        "--one-capture",
+        action="store_true",
+        help="the inputs are one capture cut into files (rotated): one output, flows across "
+        "files; ordered by first timestamp (runs in one process)",
+    )
     flows = conv.add_argument_group("flows (the flow dataset)")
     flows.add_argument(
         "--flow-stats",
@@ -264,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             other_timeout=args.other_timeout,
             active_timeout=args.active_timeout,
             stats_interval=args.stats_interval,
+            one_capture=args.one_capture,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")

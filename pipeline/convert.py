@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from pipeline.capture import CaptureOpenError, Frame, FramingError, open_capture
+from pipeline.capture import Capture, CaptureOpenError, Frame, FramingError, open_capture
 from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
@@ -133,6 +134,12 @@ def plan_outputs(inputs: list[str], out_dir: str, options: ConvertOptions) -> li
             candidate = f"{stem}-{n}"
         used.add(candidate)
         stems.append(candidate)
+    refuse_existing(stems, out_dir, options)
+    return stems
+
+
+def refuse_existing(stems: list[str], out_dir: str, options: ConvertOptions) -> None:
+    """Raise `InputError` if an output of these stems exists, unless forced."""
     if not options.force and os.path.isdir(out_dir):
         suffix = output_suffix(options.compression)
         existing = set(os.listdir(out_dir))
@@ -151,7 +158,30 @@ def plan_outputs(inputs: list[str], out_dir: str, options: ConvertOptions) -> li
                 raise InputError(
                     f"output exists: {os.path.join(out_dir, sorted(clash)[0])} (use --force)"
                 )
-    return stems
+
+
+class CaptureSet:
+    """The files of a capture set read so far: where each one's frames start in the set."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, str, str]] = []  # (frames before it, path, capture key)
+        self._bases: list[int] = []
+        self.frames = 0  # frames in the parts so far
+
+    def add(self, path: str, key: str) -> int:
+        """Start the next file; returns the number of frames before it."""
+        self.parts.append((self.frames, path, key))
+        self._bases.append(self.frames)
+        return self.frames
+
+    def count(self, frames: int) -> None:
+        self.frames += frames
+
+    def locate(self, index: int) -> tuple[str, str, int]:
+        """A frame number in the set → (file, its capture key, frame number in the file)."""
+        # Frames count from 1 in each file: frame `base + 1` is a file's first.
+        base, path, key = self.parts[max(0, bisect_left(self._bases, index) - 1)]
+        return path, key, index - base
 
 
 class FrameConverter:
@@ -193,6 +223,7 @@ class FrameConverter:
         self._framing_event: Callable[[FramingError, int], Any] | None = None
         self._flow_event: Callable[[Flow], Any] | None = None
         self.capture_key = ""
+        self.parts = CaptureSet()  # a capture set's files so far; empty for one capture
 
     def _start(self, first: Frame | FramingError | None) -> None:
         self.start_with_key(capture_key(first))
@@ -201,18 +232,29 @@ class FrameConverter:
         """Name the capture's events ``key-<frame>`` (the reader derived `key`)."""
         self.capture_key = key
         mapper = EcsMapper(self.capture_name, key)
+        where = self.parts.locate if self.parts.parts else None
         if self.serialise:
             self._packet_event = PacketLineEncoder(mapper).line
             self._framing_event = lambda err, ts: orjson.dumps(
                 mapper.framing_error(err, ts), option=orjson.OPT_APPEND_NEWLINE
             )
             self._flow_event = lambda flow: orjson.dumps(
-                mapper.flow(flow), option=orjson.OPT_APPEND_NEWLINE
+                mapper.flow(flow, where), option=orjson.OPT_APPEND_NEWLINE
             )
         else:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
-            self._flow_event = mapper.flow
+            self._flow_event = lambda flow: mapper.flow(flow, where)
+
+    def start_part(self, path: str, key: str, stats: FileStats) -> None:
+        """Go on with the next file of a capture set: its own names and frame numbers, the
+        same flows (the flow table counts frames through the set)."""
+        base = self.parts.add(path, key)
+        self.capture_name = path
+        self.stats = stats
+        self.start_with_key(key)
+        if self.tracker is not None:
+            self.tracker.table.index_base = base
 
     def run(
         self,
@@ -356,7 +398,10 @@ class FrameConverter:
             self._flow_events(tracker.finish(), (END_OF_INPUT_KEY, 0), append, indices)
             self.stats.flows.update(tracker.counters())
         if self.traffic is not None and with_stats:
-            events = stats_events(self.traffic, self.capture_name, self.capture_key)
+            name, key = self.capture_name, self.capture_key
+            if self.parts.parts:  # a capture set: named after its first file
+                name, key = self.parts.parts[0][1], self.parts.parts[0][2]
+            events = stats_events(self.traffic, name, key)
             for event in events:
                 append(_serialise(event) if self.serialise else event)
                 if indices is not None:
@@ -410,12 +455,29 @@ def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
         stats.seconds = time.perf_counter() - started
         return stats
     with capture:
-        stats.format = capture.format
-        stats.compression = capture.compression
         converter = FrameConverter(capture.name, stats, options, serialise=True)
-        batches = capture.batches(options.batch_frames)
-        lines: list[bytes] = []
-        while True:
+        _feed(capture, converter, sink, stats, options)
+        _finish(converter, sink)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _feed(
+    capture: Capture,
+    converter: FrameConverter,
+    sink: Sink,
+    stats: FileStats,
+    options: ConvertOptions,
+    first: list[Frame | FramingError] | None = None,
+) -> None:
+    """Run a capture's batches (`first` already read) through `converter` into `sink`."""
+    stats.format = capture.format
+    stats.compression = capture.compression
+    batches = capture.batches(options.batch_frames)
+    lines: list[bytes] = []
+    batch = first
+    while True:
+        if batch is None:
             try:
                 batch = next(batches)
             except StopIteration:
@@ -426,18 +488,66 @@ def convert_file(path: str, sink: Sink, options: ConvertOptions) -> FileStats:
                 stats.status = STATUS_PARTIAL
                 stats.error = f"read error: {exc!r}"
                 break
-            converter.run(batch, lines.append)
-            if lines:
-                sink.write(b"".join(lines))
-                lines.clear()
-        converter.finish(lines.append)
+        converter.run(batch, lines.append)
+        batch = None
         if lines:
             sink.write(b"".join(lines))
-        if capture.status != STATUS_OK and stats.status == STATUS_OK:
-            stats.status = STATUS_PARTIAL
-            stats.error = stats.framing_problems()
-    stats.seconds = time.perf_counter() - started
-    return stats
+            lines.clear()
+    if capture.status != STATUS_OK and stats.status == STATUS_OK:
+        stats.status = STATUS_PARTIAL
+        stats.error = stats.framing_problems()
+
+
+def _finish(converter: FrameConverter, sink: Sink) -> None:
+    lines: list[bytes] = []
+    converter.finish(lines.append)
+    if lines:
+        sink.write(b"".join(lines))
+
+
+def convert_set(paths: list[str], sink: Sink, options: ConvertOptions) -> list[FileStats]:
+    """Convert consecutive captures (rotated files) as one: one output, one flow table, so a
+    flow crossing a file boundary is one flow. Files go in order of their first timestamp;
+    each keeps its own frame numbers, event ids and ``pcap.file``. A file that cannot be
+    opened is reported failed and skipped."""
+    started = time.perf_counter()
+    opened: list[tuple[int, int, str]] = []
+    first_keys: dict[str, str] = {}
+    results: dict[str, FileStats] = {path: FileStats(path=path) for path in paths}
+    for n, path in enumerate(paths):
+        try:
+            capture = open_capture(path)
+        except CaptureOpenError as exc:
+            results[path].status = STATUS_FAILED
+            results[path].error = str(exc)
+            continue
+        batches = capture.batches(options.batch_frames)
+        try:
+            first: list[Frame | FramingError] | None = next(batches)
+        except StopIteration:
+            first = None
+        except Exception:  # read again (and reported) when the file's turn comes
+            first = None
+        start = next((r.ts_ns for r in first or () if isinstance(r, Frame)), 1 << 62)
+        capture.close()
+        first_keys[path] = capture_key(first[0] if first else None)
+        opened.append((start, n, path))
+    opened.sort()
+    converter: FrameConverter | None = None
+    for _, _, path in opened:
+        stats = results[path]
+        with open_capture(path) as capture:
+            if converter is None:
+                converter = FrameConverter(capture.name, stats, options, serialise=True)
+            converter.start_part(capture.name, first_keys[path], stats)
+            _feed(capture, converter, sink, stats, options)
+            converter.parts.count(stats.frames)
+    if converter is not None:
+        _finish(converter, sink)
+    elapsed = time.perf_counter() - started
+    for stats in results.values():
+        stats.seconds = elapsed
+    return [results[path] for path in paths]
 
 
 def convert(
@@ -462,6 +572,7 @@ def convert(
     other_timeout: float = ConvertOptions.other_timeout,
     active_timeout: float = ConvertOptions.active_timeout,
     stats_interval: float | None = None,
+    one_capture: bool = False,
 ) -> RunStats:
     """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout).
 
@@ -480,7 +591,8 @@ def convert(
     size and inter-arrival statistics, `max_flows` caps each flow table, and the timeouts
     are seconds of capture time (see `pipeline.flows.table`). Traffic statistics (dataset
     ``stats``) give one event per input and, with `stats_interval` (seconds of capture time),
-    one per interval.
+    one per interval. `one_capture` converts the inputs as one capture set (rotated files:
+    one output, flows across file boundaries; in this process, whatever `workers` says).
     """
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -504,6 +616,8 @@ def convert(
     if workers < 0:
         raise InputError(f"--workers must be 0 or more, not {workers}")
     paths = expand_inputs(list(inputs), recursive=recursive)
+    if one_capture:
+        return _convert_one_capture(paths, out, options)
     if workers > 0:
         from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES, Engine, EngineOptions
 
@@ -550,6 +664,38 @@ def convert(
                 sink.close()
             stats.outputs = list(sink.paths)
             run.files.append(stats)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _convert_one_capture(paths: list[str], out: str, options: ConvertOptions) -> RunStats:
+    """`convert` for a capture set: one output, named after the first input + ``.set``."""
+    if STDIN in paths:
+        raise InputError("--one-capture reads files, not standard input")
+    run = RunStats()
+    started = time.perf_counter()
+    if out == "-":
+        sink: Any = BackgroundSink(StdoutSink(options.compression, options.level))
+    else:
+        stem = output_stem(paths[0]) + ".set"
+        refuse_existing([stem], out, options)
+        os.makedirs(out, exist_ok=True)
+        sink = BackgroundSink(
+            FileSink(out, stem, options.compression, options.level, options.rotate_bytes)
+        )
+    try:
+        files = convert_set(paths, sink, options)
+    except BaseException:
+        sink.abort()
+        raise
+    if all(stats.status == STATUS_FAILED for stats in files):
+        sink.abort()
+    else:
+        sink.close()
+    outputs = list(getattr(sink, "paths", []))
+    for stats in files:
+        stats.outputs = outputs
+    run.files = files
     run.seconds = time.perf_counter() - started
     return run
 

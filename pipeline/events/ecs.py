@@ -46,6 +46,9 @@ DATASET_FLOW = "pcap_ingest.flow"
 DATASET_STATS = "pcap_ingest.stats"
 MODULE = "pcap_ingest"
 
+# Capture sets: a flow table's frame number → (file, capture key, frame number in the file).
+FrameLocator = Callable[[int], tuple[str, str, int]]
+
 # Memo tables are cleared whole when full: O(1), bounded, and the hit path is one look-up.
 MEMO_SIZE = 1 << 16
 
@@ -336,14 +339,24 @@ class EcsMapper:
             },
         }
 
-    def flow(self, flow: Flow) -> dict[str, Any]:
+    def flow(self, flow: Flow, where: FrameLocator | None = None) -> dict[str, Any]:
         """The connection record of a flow that ended (``event.dataset: pcap_ingest.flow``).
+
+        `where` maps the flow's frame numbers to (file, capture key, frame in that file)
+        when the flow table counted through a capture set; ``pcap.last_file`` then names
+        the file of the last frame if it is another.
 
         Originator = ``source``. Bytes are frame bytes on the wire, as in packet events;
         payload, retransmitted, out-of-order and missed bytes count TCP/UDP payload (Zeek's
         ``orig_bytes``/``resp_bytes``/``missed_bytes``). ``pcap.flow.state`` and
         ``pcap.flow.history`` are Zeek's ``conn_state`` and ``history``.
         """
+        if where is None:
+            first_file, first_key = self.capture_path, self.capture_key
+            first_frame, last_file, last_frame = flow.first_index, first_file, flow.last_index
+        else:
+            first_file, first_key, first_frame = where(flow.first_index)
+            last_file, _, last_frame = where(flow.last_index)
         texts = self.texts
         protocol = flow.protocol
         has_ports = protocol in (6, 17, 132, 136)
@@ -392,11 +405,13 @@ class EcsMapper:
         if spreads is not None:
             detail.update((name, value) for name, value in spreads.items() if value is not None)
         pcap: dict[str, Any] = {
-            "file": self.capture_path,
-            "frame": flow.first_index,
-            "last_frame": flow.last_index,
+            "file": first_file,
+            "frame": first_frame,
+            "last_frame": last_frame,
             "flow": detail,
         }
+        if last_file != first_file:
+            pcap["last_file"] = last_file
         if is_icmp:  # as on packet events: the first packet's
             pcap["icmp_type"] = flow.orig_port
             pcap["icmp_code"] = flow.icmp_code
@@ -415,7 +430,7 @@ class EcsMapper:
             "@timestamp": start,
             "ecs": {"version": ECS_VERSION},
             "event": {
-                "id": f"{self.capture_key}-flow-{flow.first_index}",
+                "id": f"{first_key}-flow-{first_frame}",
                 "kind": "event",
                 "category": _CATEGORY_NETWORK,
                 "type": _TYPE_CONNECTION_END,

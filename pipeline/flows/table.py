@@ -424,6 +424,9 @@ class FlowTable:
         self.max_stream_bytes = max_stream_bytes
         self.max_reassembly_bytes = max_reassembly_bytes
         self.flows: dict[tuple[Any, ...], Flow] = {}
+        # Added to frame numbers: a capture set's parts number their frames from 1 each, the
+        # table counts through the set (`pipeline.convert.CaptureSet` maps them back).
+        self.index_base = 0
         # Fragments and tunnel carriers go here (`FlowTracker`); True when it took the packet.
         self.special: Callable[[Frame, Packet], bool] | None = None
         self._heap: list[tuple[int, int, Flow]] = []
@@ -509,7 +512,7 @@ class FlowTable:
             direction = flow.orig_dir if from_orig else flow.resp_dir
         if ts_ns > flow.last_ns:
             flow.last_ns = ts_ns
-        flow.last_index = index
+        flow.last_index = index + self.index_base
         if from_orig:
             flow.orig_packets += packets
             flow.orig_bytes += wire_len
@@ -545,7 +548,7 @@ class FlowTable:
     ) -> Flow:
         """The flow a packet belongs to when it is not the one in the table: none yet,
         timed out, or past the active timeout."""
-        index, ts_ns = record[0], record[1]
+        index, ts_ns = record[0] + self.index_base, record[1]
         tcp_flags = pkt[16]
         if flow is not None:
             if ts_ns - flow.last_ns > flow.idle_ns:
@@ -580,7 +583,8 @@ class FlowTable:
                 # A new initial sequence number on the same ports: a new connection.
                 self._end(flow, END_REUSED)
                 self.reused += 1
-                flow = self._new(key, record[0], ts_ns, pkt, src_port, dst_port, tunnels, False)
+                index = record[0] + self.index_base
+                flow = self._new(key, index, ts_ns, pkt, src_port, dst_port, tunnels, False)
                 from_orig = True
         if from_orig:
             flow.orig_seen |= signature
