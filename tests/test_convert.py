@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import json
 import lzma
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import zstandard
 
 from pipeline import convert, read_events
+from pipeline.gen.capture_mix import write_capture
 from pipeline.inputs import InputError
 from tests import capture_writers as w
 from tests.conftest import SHARED, needs_shared
@@ -237,3 +239,35 @@ def test_timestamps_are_rfc3339_with_nanoseconds(tmp_path: Path) -> None:
     path.write_bytes(w.pcap_bytes([w.Rec(1_700_000_000, 123_456_789, w.packet(60))], nano=True))
     (event,) = read_events(str(path))
     assert event["@timestamp"] == "2023-11-14T22:13:20.123456789Z"
+
+
+def test_cli_stats_and_flow_options(tmp_path: Path) -> None:
+    """`pcap-ingest stats` prints the table (or events), and convert's flow options reach the
+    flow events; user errors are one line and exit 1."""
+    path = tmp_path / "mix.pcap"
+    write_capture(str(path), 3000, seed=5)
+    table = run_cli("stats", str(path), "--top", "3")
+    assert table.returncode == 0, table.stderr
+    text = table.stdout.decode()
+    assert "Packets:          3,000" in text and "Top talkers by bytes" in text
+    as_json = run_cli("stats", str(path), "--json", "--interval", "0.05")
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert lines[0]["event"]["dataset"] == "pcap_ingest.stats"
+    assert lines[0]["network"]["packets"] == 3000 and len(lines) > 1
+    missing = run_cli("stats", str(tmp_path / "nope.pcap"))
+    assert missing.returncode == 1 and len(missing.stderr.splitlines()) == 1
+    out = tmp_path / "o"
+    done = run_cli(
+        "convert", str(path), "-o", str(out), "-q", "-w", "0", "--extract", "flow,stats",
+        "--flow-stats", "--max-flows", "5", "--stats-json", str(tmp_path / "s.json"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = read_ndjson_zst(out / "mix.pcap.ndjson.zst")
+    flows = [e for e in events if e["event"]["dataset"] == "pcap_ingest.flow"]
+    sized = [e for e in flows if "source_size" in e["pcap"]["flow"]]  # absent: it sent nothing
+    assert len(sized) == sum(1 for e in flows if e["source"]["packets"]) > 0
+    assert {e["event"]["dataset"] for e in events} == {"pcap_ingest.flow", "pcap_ingest.stats"}
+    counters = json.loads((tmp_path / "s.json").read_text())["files"][0]["flows"]
+    assert counters["evicted"] > 0 and counters["flows"] == len(flows)
+    bad = run_cli("convert", str(path), "-o", str(out), "--tcp-timeout", "0", "--force")
+    assert bad.returncode == 1 and b"--tcp-timeout must be positive" in bad.stderr
