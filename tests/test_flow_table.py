@@ -382,3 +382,23 @@ def test_subscriber_gets_the_stream_whatever_the_segmentation(
     assert bytes(collector.streams[(flow.first_index, True)]) == data
     assert flow.missed_bytes == 0
     assert collector.closed_flows == 1
+
+
+def test_reassembly_caps_bite_counted_and_flagged() -> None:
+    """A per-flow stream cap and a per-table buffer cap: each bites, is counted, and marks
+    the flow; memory held stays under the table cap."""
+    collector = Collector()
+    table = FlowTable(10, subscriber=collector, max_stream_bytes=1000, max_reassembly_bytes=3000)
+    feed = Feeder(table)
+    handshake(feed, cport=1)
+    for i in range(20):  # 20 kB in order: past the 1000-byte stream cap
+        feed(10 + i, tcp_frame(CLIENT, SERVER, 1, 80, A, seq=101 + i * 1000, data=b"x" * 1000))
+    handshake(feed, 100, cport=2)
+    for i in range(1, 10):  # a hole at the start: everything after it is buffered
+        feed(200 + i, tcp_frame(CLIENT, SERVER, 2, 80, A, seq=101 + i * 1000, data=b"y" * 1000))
+        assert table.buffered_bytes <= 3000 + 1000
+    first, second = feed.finish()
+    assert table.stream_cap_hits >= 1 and first.reassembly_capped
+    assert len(collector.streams[(first.first_index, True)]) <= 1000
+    assert table.reassembly_cap_hits >= 1 and second.reassembly_capped
+    assert table.buffered_bytes == 0

@@ -401,6 +401,8 @@ class EcsMapper:
             detail["missed_bytes"] = flow.missed_bytes
         if flow.continued:
             detail["continued"] = True
+        if flow.reassembly_capped:
+            detail["reassembly_capped"] = True
         spreads = flow.spread_summaries()
         if spreads is not None:
             detail.update((name, value) for name, value in spreads.items() if value is not None)

@@ -195,6 +195,7 @@ class Flow:
         "orig_stream",
         "out_of_order_bytes",
         "protocol",
+        "reassembly_capped",
         "resp_bytes",
         "resp_dir",
         "resp_ip",
@@ -244,6 +245,7 @@ class Flow:
         self.orig_dir: _Direction | None = None
         self.resp_dir: _Direction | None = None
         self.retransmitted_bytes = 0
+        self.reassembly_capped = False  # a stream cap cut what its subscriber got
         self.out_of_order_bytes = 0
         self.orig_last_ns = self.resp_last_ns = -1
         self.spreads: list[_Spread] | None = None  # orig size, resp size, orig iat, resp iat
@@ -862,9 +864,11 @@ class FlowTable:
         self.buffered_bytes += stream.buffered_bytes - held
         if stream.stream_cap_hit and not capped:
             self.stream_cap_hits += 1
+            flow.reassembly_capped = True
         if self.buffered_bytes > self.max_reassembly_bytes:
             # The table's budget is spent: this stream gives up its holes (missed bytes).
             self.reassembly_cap_hits += 1
+            flow.reassembly_capped = True
             before = stream.buffered_bytes
             data += stream.flush()
             self.buffered_bytes -= before
