@@ -387,3 +387,14 @@ def test_segment_count_cap_bounds_tiny_pieces() -> None:
     assert r.segment(1 + 2 + 2 * MAX_BUFFERED_SEGMENTS, b"y") == b"x"
     assert (r.buffer_cap_hits, r.missed_bytes) == (1, 2)
     assert r.buffered_bytes == MAX_BUFFERED_SEGMENTS
+
+
+def test_skip_holes_gives_up_the_gaps_and_goes_on() -> None:
+    stream = StreamReassembler()
+    stream.syn(99)
+    assert stream.segment(110, b"bbbbb") == b""  # a 10-byte hole before it
+    assert stream.skip_holes() == b"bbbbb"
+    assert stream.missed_bytes == 10 and not stream.closed
+    assert stream.segment(115, b"cc") == b"cc"  # the stream goes on
+    assert stream.segment(100, b"a" * 10) == b""  # the hole's bytes, too late: duplicates
+    assert stream.delivered_bytes == 7

@@ -9,9 +9,11 @@ their frame numbers (ordered output: the coordinator merges them).
 
 from __future__ import annotations
 
+import gc
 import mmap
 import os
 import traceback
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import zstandard
 
 from pipeline.capture.frame import Frame, FramingError
-from pipeline.convert import ConvertOptions, FrameConverter
+from pipeline.convert import GC_THRESHOLDS, ChunkWriter, ConvertOptions, FrameConverter
 from pipeline.runtime.messages import (
     BatchOutput,
     FileEnd,
@@ -84,8 +86,22 @@ def _frames(batch: WorkBatch, mapping: mmap.mmap | None) -> list[Frame | Framing
     return records
 
 
+def _send_chunk(
+    outbox: Connection,
+    worker: int,
+    file_no: int,
+    compressor: zstandard.ZstdCompressor | None,
+    joined: bytes,
+) -> None:
+    """Events made after the file's last batch (the flows open at its end), unordered."""
+    outbox.send(BatchOutput(worker, file_no, -1, _compress(joined, compressor), None, None, 0))
+
+
 def _payload(lines: list[bytes], compressor: zstandard.ZstdCompressor | None) -> bytes:
-    joined = b"".join(lines)
+    return _compress(b"".join(lines), compressor)
+
+
+def _compress(joined: bytes, compressor: zstandard.ZstdCompressor | None) -> bytes:
     return compressor.compress(joined) if compressor and joined else joined
 
 
@@ -98,6 +114,7 @@ def worker_main(
     workers: int = 1,
 ) -> None:
     """Run until a Stop arrives. Any exception is reported (never raised past here)."""
+    gc.set_threshold(*GC_THRESHOLDS)  # a process of its own: see convert.GC_THRESHOLDS
     files: dict[int, _OpenFile] = {}
     compressor = (
         zstandard.ZstdCompressor(level=options.level) if options.compression == "zstd" else None
@@ -130,7 +147,14 @@ def worker_main(
                 open_file.close()
                 lines = []
                 indices = [] if ordered else None
-                open_file.converter.finish(lines.append, indices, with_stats=False)
+                if ordered:  # the coordinator merges every worker's, by first frame
+                    open_file.converter.finish(lines.append, indices, with_stats=False)
+                else:  # sent as they are made: there can be millions
+                    chunks = ChunkWriter(
+                        partial(_send_chunk, outbox, worker, message.file_no, compressor)
+                    )
+                    open_file.converter.finish(chunks.append, None, with_stats=False)
+                    chunks.flush()
                 stats = open_file.stats
                 outbox.send(
                     WorkerFileDone(
