@@ -409,3 +409,13 @@ def test_reassembly_caps_bite_counted_and_flagged() -> None:
     # The budget gave up the hole, not the stream: everything after it was delivered.
     assert bytes(collector.streams[(holed.first_index, True)]) == b"y" * 9000
     assert table.buffered_bytes == 0
+
+
+def test_zero_window_is_in_the_history_once_per_direction() -> None:
+    feed = Feeder()
+    handshake(feed)
+    for t in range(3, 6):
+        feed(t, tcp_frame(SERVER, CLIENT, 80, 40000, A, seq=501, ack=101, window=0))
+    feed(6, tcp_frame(CLIENT, SERVER, 40000, 80, A, seq=101, ack=501, window=0))
+    (flow,) = feed.finish()
+    assert flow.history.count("w") == 1 and flow.history.count("W") == 1

@@ -504,11 +504,11 @@ class FlowTable:
             seg_len += wire_len - caplen  # cut by the snap length: the wire had the rest
         from_orig = src_port == flow.orig_port and src_ip == flow.orig_ip
         if tcp_flags is not None:
-            # Flags (FIN SYN RST PSH ACK) with or without data are mostly a combination this
-            # direction has sent since the endpoints' states last changed: then neither the
-            # history nor a state can change. Otherwise `_flags` looks (and may start a new
-            # flow: a SYN reusing the ports).
-            signature = 1 << ((tcp_flags & 0x1F) << 1 | (seg_len > 0))
+            # Flags (FIN SYN RST PSH ACK), with or without data, with or without a zero
+            # window, are mostly a combination this direction has sent since the endpoints'
+            # states last changed: then neither the history nor a state can change.
+            # Otherwise `_flags` looks (and may start a new flow: a SYN reusing the ports).
+            signature = 1 << ((tcp_flags & 0x1F) << 2 | (seg_len > 0) << 1 | (not window))
             if not signature & (flow.orig_seen if from_orig else flow.resp_seen):
                 flow = self._flags(flow, from_orig, key, record, pkt, src_port, dst_port,
                                    tunnels, signature, seg_len)  # fmt: skip
@@ -530,8 +530,6 @@ class FlowTable:
         if tcp_flags is None:
             return
         direction.ack = ack  # what this side acknowledged last (`acking`: if it did)
-        if not window and not tcp_flags & 7:  # a zero window (not on SYN, FIN or RST)
-            _add_letter(flow, "W", from_orig)
         if seg_len:
             if (seq - direction.base - direction.end) & SEQ_MASK:
                 self._sequence(flow, direction, from_orig, tcp_flags, seq, seg_len)
@@ -594,6 +592,8 @@ class FlowTable:
             flow.orig_seen |= signature
         else:
             flow.resp_seen |= signature
+        if not pkt[19] and not flags & 7:  # a zero window (not on SYN, FIN or RST)
+            _add_letter(flow, "W", from_orig)
         mask, letters = _HISTORY[(flags & 0x1F) << 2 | (seg_len > 0) << 1 | from_orig]
         if mask & ~flow.history_mask:
             for letter in letters:
