@@ -124,6 +124,25 @@ class RunStats:
             reasons.update(f.anomalies)
         if reasons:
             lines.append("anomalies: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+        flows: Counter[str] = Counter()
+        for f in self.files:
+            flows.update(f.flows)
+        if flows["flows"]:
+            evicted = flows["evicted"]
+            lines.append(
+                f"flows: {flows['flows']}"
+                + (f", {evicted} evicted at the --max-flows cap" if evicted else "")
+                + (
+                    f", {flows['tunnelled_packets']} packets in tunnels"
+                    if flows["tunnelled_packets"]
+                    else ""
+                )
+                + (
+                    f", {flows['datagrams_reassembled']} fragmented datagrams reassembled"
+                    if flows["datagrams_reassembled"]
+                    else ""
+                )
+            )
         incomplete = [f for f in self.files if f.status != STATUS_OK]
         if incomplete:
             lines.append(
