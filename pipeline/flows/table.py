@@ -1,22 +1,24 @@
 """The flow table: per-connection state over decoded packets, on capture time only (sans-IO).
 
 A worker keeps one `FlowTable` per input. `FlowTable.packet` is called for every decoded
-IP packet (after defragmentation and tunnel decapsulation, which the caller does), and flows
-leave the table as `Flow` records in `FlowTable.ended`, which the caller drains and maps to
-events. Nothing here reads the wall clock, does I/O, or raises on packet content.
+IP packet; it hands fragments and tunnel carriers to `special` (the `FlowTracker`, which
+defragments and decapsulates and comes back), and flows leave the table as `Flow` records in
+`FlowTable.ended`, which the caller drains and maps to events. Nothing here reads the wall
+clock, does I/O, or raises on packet content.
 
 Keys. A flow is the normalised (lower endpoint first) tuple ``(protocol, ip, ip, port, port,
 vlan, inner vlan, tunnel id)`` (the tunnel id: a VXLAN/Geneve network, `KEYED_TUNNELS`); for
 ICMP the type and its paired reply type stand in for the ports as in Community ID, so an echo
-request and its reply are one flow. The originator is
-decided as Zeek does: the SYN side (a first packet that is a SYN-ACK flips the direction and
-writes ``^`` in the history), else the sender of the first packet.
+request and its reply are one flow. The originator is decided as Zeek does: the SYN side (a
+first packet that is a SYN-ACK flips the direction and writes ``^`` in the history), else the
+sender of the first packet.
 
 Time. Every decision uses packet timestamps. A packet arriving more than the idle timeout
 after its flow's last one ends that flow (``idle_timeout``) and starts a new one; one arriving
 more than the active timeout after the flow began ends that record (``active_timeout``) and
-continues in a new record. `sweep(clock_ns)` expires flows nobody hears from any more; the
-caller calls it at *sweep points* that depend on the capture only (`tracker.sweep_points`:
+continues in a new record. A TCP flow closed by FIN from both sides or a RST lingers
+`CLOSED_LINGER_NS` for late segments. `sweep(clock_ns)` expires flows nobody hears from any
+more; the caller calls it at *sweep points* that depend on the capture only (`tracker.sweep_points`:
 each time the capture's running-maximum timestamp crosses a multiple of `SWEEP_NS`), so which
 flows end where is the same for any number of workers (each worker sees only its own flows
 but every sweep point, with the same clock). `flush()` ends every flow at end of input.
@@ -32,9 +34,12 @@ upper case from the originator; each letter once per direction). Per direction t
 space is tracked without buffering: the highest byte seen and a capped list of holes, so a
 segment is in order, fills a hole (out of order), or repeats bytes (retransmitted); holes
 still open at the end, and bytes the peer acknowledged but the capture never showed, are
-missed bytes (as Zeek's ``missed_bytes``). A pure SYN on a flow that has seen FIN or RST, with
-a new initial sequence number, is port reuse: the old flow ends and a new one starts (as
-Zeek and tshark do).
+missed bytes (as Zeek's ``missed_bytes``). A pure SYN with a new initial sequence number on
+a flow's ports is port reuse: the old flow ends and a new one starts (as tshark does).
+
+Speed. The per-packet path is one flat function; the TCP history and states are looked at
+only when a direction sends a combination of flags (with or without data, with or without a
+zero window) it has not sent since the states last changed — most segments repeat one.
 
 Caps. At most ``max_flows`` flows (default sized to the machine: `default_max_flows`); a new
 flow beyond it evicts the flow that is nearest its timeout, counted in ``evicted``. Eviction
@@ -44,7 +49,8 @@ says when it did.
 
 Streams. A `StreamSubscriber` (an application extractor) can ask for a flow's TCP payload:
 its directions then get a `StreamReassembler` (first data wins), with a per-flow byte cap
-and a per-table cap on buffered out-of-order bytes; each cap hit is counted.
+and a per-table cap on buffered out-of-order bytes (over it, the stream that pushed it over
+gives up its holes); each cap hit is counted and marks the flow.
 """
 
 from __future__ import annotations
@@ -464,7 +470,7 @@ class FlowTable:
         `FlowTracker`), which comes back here with the datagram or the inner packet.
 
         This runs for every packet, so it is one flat function: the common TCP segment
-        (same flags as the last one in its direction, in sequence) takes no other call.
+        (a flag combination its direction has sent before, in sequence) takes no other call.
         """
         index, ts_ns, _, caplen, wire_len, _, _, data = record
         (_, _, _, vlan_id, inner_vlan_id, _, _, src_ip, dst_ip, protocol, _, _, frag_offset,
