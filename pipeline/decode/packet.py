@@ -14,6 +14,8 @@ addresses of a packet whose TCP header is cut short).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 from pipeline.decode.errors import REASON_DECODER_ERROR, REASON_UNSUPPORTED_LINK, DecodeStop
@@ -23,6 +25,7 @@ from pipeline.decode.link import (
     ETH_IPV6,
     ETH_TEB,
     LINK_DECODERS,
+    LinkHeader,
     ethernet_at,
     ethertype_payload,
 )
@@ -124,6 +127,19 @@ def decode_packet(link_type: int, buf: bytes) -> Packet:
 
 def decode_packet_layered(link_type: int, buf: bytes) -> Packet:
     """The general decoder: one table look-up and one function per layer."""
+    link = _link_decoders_get(link_type)
+    if link is None:
+        link = partial(_unsupported_link, link_type)
+    return _decode_layers(link_type, buf, link)
+
+
+def _unsupported_link(link_type: int, buf: bytes) -> LinkHeader:
+    raise DecodeStop(REASON_UNSUPPORTED_LINK, "link", f"link type {link_type}")
+
+
+def _decode_layers(link_type: int, buf: bytes, link: Callable[[bytes], LinkHeader]) -> Packet:
+    """`link` reads the first header (a link layer, or a tunnel's inner start), then one
+    function per layer: the general path of `decode_packet` and of `decode_from`."""
     dst_mac = src_mac = vlan_id = inner_vlan_id = ethertype = None
     ip_version = src_ip = dst_ip = protocol = ttl = ip_id = fragment_offset = None
     more_fragments = None
@@ -131,9 +147,6 @@ def decode_packet_layered(link_type: int, buf: bytes) -> Packet:
     icmp_type = icmp_code = payload_offset = payload_end = None
     error = error_layer = error_detail = None
     try:
-        link = _link_decoders_get(link_type)
-        if link is None:
-            raise DecodeStop(REASON_UNSUPPORTED_LINK, "link", f"link type {link_type}")
         dst_mac, src_mac, vlan_id, inner_vlan_id, ethertype, off = link(buf)
         if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
             ip_version = 4 if ethertype == ETH_IPV4 else 6
@@ -218,89 +231,20 @@ def decode_from(
     into what follows the outer packet (Ethernet padding). Offsets in the `Packet` are into
     `buf`; `link_type` is the outer frame's, carried over.
 
-    The network and transport steps are `decode_packet_layered`'s, written out again rather
-    than shared so the outer path pays no extra call; tests/test_tunnel.py checks the two
-    agree on every frame of the tunnel captures.
+    The network and transport steps are `decode_packet_layered`'s (`_decode_layers`);
+    tests/test_tunnel.py checks the two agree on every frame of the tunnel captures.
     """
     if end is not None and end < len(buf):
         # A prefix copy keeps every offset valid; only tunnelled packets pay for it.
         buf = buf[:end]
-    dst_mac = src_mac = vlan_id = inner_vlan_id = None
-    ip_version = src_ip = dst_ip = protocol = ttl = ip_id = fragment_offset = None
-    more_fragments = None
-    src_port = dst_port = tcp_flags = tcp_seq = tcp_ack = tcp_window = None
-    icmp_type = icmp_code = payload_offset = payload_end = None
-    error = error_layer = error_detail = None
-    try:
-        if ethertype == ETH_TEB:
-            dst_mac, src_mac, vlan_id, inner_vlan_id, ethertype, off = ethernet_at(buf, off)
-        elif ethertype != ETH_IPV4 and ethertype != ETH_IPV6:
-            vlan_id, inner_vlan_id, ethertype, off = ethertype_payload(buf, ethertype, off)
-        if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
-            ip_version = 4 if ethertype == ETH_IPV4 else 6
-            (
-                src_ip,
-                dst_ip,
-                protocol,
-                ttl,
-                ip_id,
-                fragment_offset,
-                more_fragments,
-                off,
-                ip_end,
-            ) = (ipv4 if ip_version == 4 else ipv6)(buf, off)
-            if fragment_offset:
-                payload_offset, payload_end = off, ip_end
-            else:
-                if more_fragments and protocol == PROTO_TCP:
-                    transport = tcp_first_fragment
-                else:
-                    transport = _transport_decoders_get(protocol, recognised_only)
-                (
-                    src_port,
-                    dst_port,
-                    tcp_flags,
-                    tcp_seq,
-                    tcp_ack,
-                    tcp_window,
-                    icmp_type,
-                    icmp_code,
-                    payload_offset,
-                ) = transport(buf, off, ip_end)
-                payload_end = ip_end
-    except DecodeStop as stop:
-        error, error_layer, error_detail = stop.reason, stop.layer, stop.detail
-    except Exception as exc:  # a bug in a decoder must cost one packet, never the run
-        error, error_layer, error_detail = REASON_DECODER_ERROR, "decode", repr(exc)
-    return _new_packet(
-        Packet,
-        (
-            link_type,
-            dst_mac,
-            src_mac,
-            vlan_id,
-            inner_vlan_id,
-            ethertype,
-            ip_version,
-            src_ip,
-            dst_ip,
-            protocol,
-            ttl,
-            ip_id,
-            fragment_offset,
-            more_fragments,
-            src_port,
-            dst_port,
-            tcp_flags,
-            tcp_seq,
-            tcp_ack,
-            tcp_window,
-            icmp_type,
-            icmp_code,
-            payload_offset,
-            payload_end,
-            error,
-            error_layer,
-            error_detail,
-        ),
-    )
+    return _decode_layers(link_type, buf, partial(_inner_start, ethertype, off))
+
+
+def _inner_start(ethertype: int, off: int, buf: bytes) -> LinkHeader:
+    """The first header of a tunnel's inner packet, as a link decoder would return it."""
+    if ethertype == ETH_TEB:
+        return ethernet_at(buf, off)
+    if ethertype == ETH_IPV4 or ethertype == ETH_IPV6:
+        return None, None, None, None, ethertype, off
+    vlan_id, inner_vlan_id, ethertype, off = ethertype_payload(buf, ethertype, off)
+    return None, None, vlan_id, inner_vlan_id, ethertype, off
