@@ -24,7 +24,8 @@ from bench.conftest import (
     QUICK,
     ROUNDS,
     TreeMemorySampler,
-    machine_line,
+    file_bytes,
+    record_throughput,
     workload,
 )
 from bench.peers import naive_dpkt_ndjson_zstd
@@ -45,12 +46,11 @@ def engine_capture() -> Path:
     return workload(ENGINE_PACKETS)
 
 
-def _record(benchmark: Any, packets: int, peak: int | None = None) -> None:
-    benchmark.extra_info["packets"] = packets
-    benchmark.extra_info["machine"] = machine_line()
-    stats = getattr(benchmark, "stats", None)
-    if stats is not None and stats.stats.median:
-        benchmark.extra_info["packets_per_second"] = round(packets / stats.stats.median)
+def _record(
+    benchmark: Any, packets: int, peak: int | None = None, capture: Path | None = None
+) -> None:
+    """packets/s (MB/s of `capture`'s bytes) of the median round, and the peak memory."""
+    record_throughput(benchmark, packets, file_bytes(capture) if capture else None)
     if peak is not None:
         benchmark.extra_info["peak_private_mib"] = round(peak / (1 << 20), 1)
 
@@ -62,7 +62,7 @@ def test_peer_naive_dpkt_ndjson_zstd_2m(
     benchmark.pedantic(
         lambda: naive_dpkt_ndjson_zstd(str(engine_capture), out), rounds=ROUNDS, iterations=1
     )
-    _record(benchmark, ENGINE_PACKETS)
+    _record(benchmark, ENGINE_PACKETS, capture=engine_capture)
 
 
 def test_reader_ceiling(benchmark: Any, engine_capture: Path) -> None:
@@ -80,7 +80,7 @@ def test_reader_ceiling(benchmark: Any, engine_capture: Path) -> None:
         return n
 
     benchmark.pedantic(read_and_route, rounds=ROUNDS, iterations=1)
-    _record(benchmark, ENGINE_PACKETS)
+    _record(benchmark, ENGINE_PACKETS, capture=engine_capture)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4, 8])
@@ -104,7 +104,7 @@ def test_end_to_end_workers(
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     with TreeMemorySampler() as sampler:
         run()
-    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes)
+    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
 
 
 def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     with TreeMemorySampler() as sampler:
         run()
-    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes)
+    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
 
 
 @pytest.mark.skipif(LARGE_PACKETS == 0, reason="set PCAP_INGEST_BENCH_LARGE_PACKETS (e.g. 8000000)")
@@ -138,7 +138,7 @@ def test_memory_bound_on_a_larger_capture(benchmark: Any, tmp_path: Path) -> Non
 
     with TreeMemorySampler() as sampler:
         benchmark.pedantic(run, rounds=1, iterations=1)
-    _record(benchmark, LARGE_PACKETS, sampler.peak_bytes)
+    _record(benchmark, LARGE_PACKETS, sampler.peak_bytes, large)
 
 
 def _spin(iterations: int = 20_000_000) -> int:

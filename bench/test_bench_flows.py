@@ -36,7 +36,8 @@ from bench.conftest import (
     QUICK,
     ROUNDS,
     TreeMemorySampler,
-    machine_line,
+    file_bytes,
+    record_throughput,
     workload,
 )
 from pipeline.capture import Frame, open_capture
@@ -80,18 +81,14 @@ def engine_capture() -> Path:
     return workload(ENGINE_PACKETS)
 
 
-def _record(benchmark: Any, packets: int, peak: int | None = None) -> float | None:
-    """packets/s of the median round (and the peak private memory) into extra_info."""
-    benchmark.extra_info["packets"] = packets
-    benchmark.extra_info["machine"] = machine_line()
+def _record(
+    benchmark: Any, packets: int, peak: int | None = None, capture: Path | None = None
+) -> float | None:
+    """packets/s and MB/s (of `capture`'s bytes) of the median round, and the peak private
+    memory, into extra_info; the median, or None under --benchmark-disable."""
     if peak is not None:
         benchmark.extra_info["peak_private_mib"] = round(peak / (1 << 20), 1)
-    stats = getattr(benchmark, "stats", None)
-    if stats is None or not stats.stats.median:
-        return None  # --benchmark-disable: nothing was timed
-    median: float = stats.stats.median
-    benchmark.extra_info["packets_per_second"] = round(packets / median)
-    return median
+    return record_throughput(benchmark, packets, file_bytes(capture) if capture else None)
 
 
 def _ratio(benchmark: Any, group: str, variant: str, median: float | None) -> None:
@@ -130,7 +127,7 @@ def test_end_to_end_single_process(
         events.update(stats.events)
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _ratio(benchmark, "single", variant, _record(benchmark, PACKETS))
+    _ratio(benchmark, "single", variant, _record(benchmark, PACKETS, capture=mix_capture))
     benchmark.extra_info["events"] = dict(events)
 
 
@@ -155,7 +152,8 @@ def test_end_to_end_engine_2_workers(
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     with TreeMemorySampler() as sampler:
         run()
-    _ratio(benchmark, "engine", variant, _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes))
+    median = _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
+    _ratio(benchmark, "engine", variant, median)
     benchmark.extra_info["events"] = dict(events)
 
 
@@ -192,7 +190,7 @@ def test_syn_flood_flow_cap(benchmark: Any, tmp_path: Path, capped: bool) -> Non
 
     with TreeMemorySampler() as sampler:
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _record(benchmark, SYN_FLOWS, sampler.peak_bytes)
+    _record(benchmark, SYN_FLOWS, sampler.peak_bytes, capture)
     counters = seen["counters"]
     benchmark.extra_info["max_flows"] = max_flows
     benchmark.extra_info["flow_events"] = seen["events"]
@@ -275,7 +273,7 @@ def test_ooo_holes_reassembly_cap(benchmark: Any) -> None:
     baseline = private_memory_bytes(os.getpid())
     with TreeMemorySampler(os.getpid(), interval=0.05) as sampler:
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _record(benchmark, OOO_PACKETS, sampler.peak_bytes)
+    _record(benchmark, OOO_PACKETS, sampler.peak_bytes, capture)
     subscriber: CountingSubscriber = seen["subscriber"]
     counters = seen["counters"]
     benchmark.extra_info["baseline_private_mib"] = round(baseline / (1 << 20), 1)
@@ -341,7 +339,7 @@ def _table_pass(batches: Any, sweeps: list[list[tuple[int, int]]]) -> list[Flow]
     return flows + tracker.finish()
 
 
-def test_stage_flow_table(benchmark: Any, decoded_mix: Any) -> None:
+def test_stage_flow_table(benchmark: Any, decoded_mix: Any, mix_capture: Path) -> None:
     """The flow table alone on the 1M mix, decoded beforehand (outside the timed region):
     FlowTable.packet for every IP frame, the sweeps, the end-of-input flush. packets/s
     counts every frame of the capture, as the end-to-end figures do."""
@@ -352,7 +350,7 @@ def test_stage_flow_table(benchmark: Any, decoded_mix: Any) -> None:
         seen["flows"] = len(_table_pass(batches, sweeps))
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _record(benchmark, PACKETS)
+    _record(benchmark, PACKETS, capture=mix_capture)
     benchmark.extra_info["ip_packets"] = sum(len(batch) for batch in batches)
     benchmark.extra_info["flows"] = seen["flows"]
 
@@ -373,8 +371,11 @@ def test_stage_flow_events(benchmark: Any, decoded_mix: Any, mix_capture: Path) 
         flow_event = EcsMapper(mix_capture.name, key).flow
         return sum(len(dumps(flow_event(flow), option=option)) for flow in flows)
 
-    benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    median = _record(benchmark, PACKETS)
-    benchmark.extra_info["events"] = len(flows)
-    if median is not None:
-        benchmark.extra_info["events_per_second"] = round(len(flows) / median)
+    out: dict[str, int] = {}
+
+    def timed() -> None:
+        out["bytes"] = run()
+
+    benchmark.pedantic(timed, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    # MB/s of the NDJSON the stage writes (its input is records, not capture bytes).
+    record_throughput(benchmark, PACKETS, out["bytes"], "NDJSON flow lines", len(flows))

@@ -5,7 +5,8 @@ written once per session, with a realistic size mix: ~45% small (60-100 bytes: A
 ~35% full-size 1514-byte segments, the rest uniform in 60-1514 (~147 MB in all). Each
 benchmark frames the whole file; `extra_info["packets_per_second"]` is computed from the
 median round (and `packets_per_cpu_second` from the median CPU time, which other load on
-the machine disturbs less). Nothing is asserted about time.
+the machine disturbs less), `mb_per_second` from the file's bytes (compressed bytes for the
+zstd input). Nothing is asserted about time.
 
 Run: .venv/bin/pytest bench/test_bench_framing.py --benchmark-only
 """
@@ -80,7 +81,7 @@ def _count_items(open_it: Callable[[], Any]) -> int:
     return n
 
 
-def _run(benchmark: Any, fn: Callable[[], int], rounds: int = 7) -> None:
+def _run(benchmark: Any, fn: Callable[[], int], path: Path, rounds: int = 7) -> None:
     cpu_seconds: list[float] = []
 
     def timed() -> int:  # CPU time too: wall time on a shared 2-core machine is noisy
@@ -94,7 +95,11 @@ def _run(benchmark: Any, fn: Callable[[], int], rounds: int = 7) -> None:
     benchmark.extra_info["workload"] = "synthetic-200k"
     benchmark.extra_info["packets"] = N_PACKETS
     if benchmark.stats is not None:  # None with --benchmark-disable (the CI smoke run)
-        benchmark.extra_info["packets_per_second"] = round(N_PACKETS / benchmark.stats.stats.median)
+        median = benchmark.stats.stats.median
+        benchmark.extra_info["packets_per_second"] = round(N_PACKETS / median)
+        benchmark.extra_info["bytes"] = path.stat().st_size
+        benchmark.extra_info["bytes_of"] = "capture file"
+        benchmark.extra_info["mb_per_second"] = round(path.stat().st_size / 1e6 / median, 1)
     benchmark.extra_info["packets_per_cpu_second"] = round(
         N_PACKETS / statistics.median(cpu_seconds)
     )
@@ -106,12 +111,13 @@ def test_framing_mmap_batches(benchmark: Any, synthetic_pcap: Path, with_data: b
     _run(
         benchmark,
         lambda: _count_batches(lambda: open_capture(str(synthetic_pcap), with_data=with_data)),
+        synthetic_pcap,
     )
 
 
 def test_framing_mmap_iter(benchmark: Any, synthetic_pcap: Path) -> None:
     """Item-by-item iteration (chained batches) with data: the convenience path's cost."""
-    _run(benchmark, lambda: _count_items(lambda: open_capture(str(synthetic_pcap))))
+    _run(benchmark, lambda: _count_items(lambda: open_capture(str(synthetic_pcap))), synthetic_pcap)
 
 
 def test_framing_stream_plain(benchmark: Any, synthetic_pcap: Path) -> None:
@@ -121,9 +127,14 @@ def test_framing_stream_plain(benchmark: Any, synthetic_pcap: Path) -> None:
         with open(synthetic_pcap, "rb") as f:
             return _count_batches(lambda: open_stream(f, "pipe"))
 
-    _run(benchmark, frame_stream)
+    _run(benchmark, frame_stream, synthetic_pcap)
 
 
 def test_framing_stream_zstd(benchmark: Any, synthetic_pcap_zst: Path) -> None:
     """zstd-compressed file: decompression plus the streamed driver."""
-    _run(benchmark, lambda: _count_batches(lambda: open_capture(str(synthetic_pcap_zst))), 5)
+    _run(
+        benchmark,
+        lambda: _count_batches(lambda: open_capture(str(synthetic_pcap_zst))),
+        synthetic_pcap_zst,
+        5,
+    )
