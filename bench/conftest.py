@@ -41,7 +41,26 @@ from pipeline.runtime.memory import tree_private_memory_bytes
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 QUICK = os.environ.get("PCAP_INGEST_BENCH_QUICK") == "1"
-PACKETS = 20_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_PACKETS", "1000000"))
+# A real capture to measure instead of the generated mix (scripts/bench.sh --capture FILE):
+# the single-process and stage benchmarks read it; the engine and flow files keep theirs.
+USER_CAPTURE = os.environ.get("PCAP_INGEST_BENCH_CAPTURE") or None
+
+
+def _frames_in(path: str) -> int:
+    """Records in a capture (frames and framing errors): what a conversion of it counts."""
+    from pipeline.capture import open_capture
+
+    with open_capture(path) as capture:
+        return sum(len(batch) for batch in capture.batches(4096))
+
+
+PACKETS = (
+    _frames_in(USER_CAPTURE)
+    if USER_CAPTURE
+    else 20_000
+    if QUICK
+    else int(os.environ.get("PCAP_INGEST_BENCH_PACKETS", "1000000"))
+)
 SEED = 1
 # Rounds per benchmark: a noisy 2-core machine wants a median of several. Quick mode takes
 # one unless told otherwise (the regression-check test asks for a few, for a stable median).
@@ -82,7 +101,8 @@ def workload(
 
 @pytest.fixture(scope="session")
 def mix_capture() -> Path:
-    return workload(PACKETS)
+    """The generated mix of PACKETS packets, or the capture named by --capture."""
+    return Path(USER_CAPTURE) if USER_CAPTURE else workload(PACKETS)
 
 
 def machine_line() -> str:

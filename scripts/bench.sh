@@ -2,7 +2,7 @@
 # Run the benchmark suite, save the results, regenerate bench/RESULTS.md, compare to a baseline.
 #
 #   scripts/bench.sh [--quick] [--peers] [-k EXPR] [--out FILE.json] [--no-report]
-#                    [--compare BASELINE.json [--threshold PCT]]
+#                    [--compare BASELINE.json [--threshold PCT]] [--capture FILE]
 #
 #   --quick        tiny inputs, one round each: checks the suite runs (figures mean nothing);
 #                  saved under bench/.cache/results/, and bench/RESULTS.md is left alone
@@ -15,6 +15,8 @@
 #   --compare B    afterwards, compare this run to baseline B (scripts/bench_compare.py) and
 #                  exit non-zero if any benchmark regressed by more than the threshold
 #   --threshold P  the regression threshold in percent (default 10)
+#   --capture F    measure the single-process and stage benchmarks on the capture F instead of
+#                  the generated mix (RESULTS.md is then left alone, as with -k)
 #
 # Sizes: the full run converts the 1M-packet 'mix' capture in one process, and the same 1M
 # through the engine (PCAP_INGEST_BENCH_ENGINE_PACKETS, default here 1M so a run takes ~15
@@ -31,6 +33,7 @@ select=""
 out=""
 baseline=""
 threshold=10
+capture=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -40,6 +43,7 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift ;;
         --compare) baseline="$2"; shift ;;
         --threshold) threshold="$2"; shift ;;
+        --capture) capture="$2"; shift ;;
         -h|--help) sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -49,7 +53,12 @@ if [ -n "$baseline" ] && [ ! -f "$baseline" ]; then
     echo "bench.sh: no baseline file $baseline" >&2
     exit 2
 fi
+if [ -n "$capture" ] && [ ! -f "$capture" ]; then
+    echo "bench.sh: no capture file $capture" >&2
+    exit 2
+fi
 # Paths given relative to where the script was called from, before moving to the repository.
+[ -n "$capture" ] && export PCAP_INGEST_BENCH_CAPTURE="$(realpath "$capture")"
 [ -n "$baseline" ] && baseline="$(realpath "$baseline")"
 [ -n "$out" ] && out="$(realpath -m "$out")"
 source "$(dirname "$0")/_venv.sh"
@@ -70,6 +79,7 @@ stamp="$(date -u +%Y-%m-%dT%H%M%SZ)"
 suffix=""
 [ "$quick" = 1 ] && suffix="-quick"
 [ -n "$select" ] && suffix="$suffix-partial"
+[ -n "$capture" ] && suffix="$suffix-$(basename "$capture")"
 if [ -z "$out" ]; then
     # Quick runs are smoke checks, not results: they go to the (ignored) cache folder.
     folder=bench/results
@@ -93,7 +103,7 @@ fi
 echo "== benchmarks -> $out" >&2
 python -m pytest "${args[@]}"
 
-if [ "$report" = 1 ] && [ "$quick" = 0 ] && [ -z "$select" ]; then
+if [ "$report" = 1 ] && [ "$quick" = 0 ] && [ -z "$select" ] && [ -z "$capture" ]; then
     echo "== report: bench/RESULTS.md, ${out%.json}.png" >&2
     python scripts/bench_report.py "$out" --png "${out%.json}.png" --results-md bench/RESULTS.md
 else

@@ -263,3 +263,26 @@ def test_bench_sh_compare_catches_an_injected_slowdown(tmp_path: Path) -> None:
     injected = json.loads((tmp_path / "slow.json").read_text())
     (stage,) = [b for b in injected["benchmarks"] if b["name"] == "test_stage_serialisation"]
     assert stage["extra_info"]["injected_slowdown"] == 10.0
+
+
+def test_bench_sh_measures_a_capture_the_user_names(tmp_path: Path) -> None:
+    """--capture: the single-process benchmarks run on the user's file, counted as it is."""
+    from pipeline.gen.capture_mix import write_capture
+
+    capture = tmp_path / "mine.pcapng"
+    write_capture(str(capture), 777, seed=4, fmt="pcapng")
+    out = tmp_path / "run.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PCAP_INGEST_BENCH_")}
+    args = ["bash", str(REPO / "scripts" / "bench.sh"), "--quick", "-k", "test_framing"]
+    args += ["--capture", str(capture), "--out", str(out)]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (framing,) = [
+        b for b in json.loads(out.read_text())["benchmarks"] if b["name"] == "test_framing"
+    ]
+    assert framing["extra_info"]["packets"] == 777
+    missing = subprocess.run(
+        [*args[:-4], "--capture", str(tmp_path / "nope.pcap")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "no capture file" in missing.stderr
