@@ -1,0 +1,1 @@
+"""Application extractors: pure parsers and state trackers over transport payloads."""
