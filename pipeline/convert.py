@@ -28,6 +28,7 @@ from pipeline.capture import Capture, CaptureOpenError, Frame, FramingError, ope
 from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
+from pipeline.extract.dns import DnsExtractor, DnsTransaction, transaction_frame
 from pipeline.flows.table import (
     ACTIVE_TIMEOUT_NS,
     OTHER_IDLE_TIMEOUT_NS,
@@ -52,10 +53,13 @@ from pipeline.sinks.files import (
 from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
 
 # Datasets `--extract` can name today; later extractors add theirs here.
-DATASETS = ("packet", "anomaly", "flow", "stats")
+DATASETS = ("packet", "anomaly", "flow", "stats", "dns")
 DEFAULT_EXTRACT = ("packet", "anomaly", "flow")
 # Order key of the flows ended at end of input: after every frame.
 END_OF_INPUT_KEY = 1 << 62
+# Added to a DNS transaction's frame in its order key where it shares a sweep point (or the
+# end of input) with flow records: the flows' go first.
+DNS_ORDER = 1 << 61
 # Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
 # enough that a batch of 1500-byte frames stays within a few MiB.
 DEFAULT_BATCH_FRAMES = 1024
@@ -212,6 +216,7 @@ class FrameConverter:
         self.tracker = (
             FlowTracker(options.flow_table(workers)) if "flow" in options.extract else None
         )
+        self.dns = DnsExtractor() if "dns" in options.extract else None
         self.traffic = (
             TrafficStats(
                 None if options.stats_interval is None else int(options.stats_interval * 1e9)
@@ -224,6 +229,7 @@ class FrameConverter:
         self._packet_event: Callable[[Frame, Packet], Any] | None = None
         self._framing_event: Callable[[FramingError, int], Any] | None = None
         self._flow_event: Callable[[Flow], Any] | None = None
+        self._dns_event: Callable[[DnsTransaction], Any] | None = None
         self.capture_key = ""
         self.parts = CaptureSet()  # a capture set's files so far; empty for one capture
 
@@ -239,10 +245,12 @@ class FrameConverter:
             self._packet_event = PacketLineEncoder(mapper).line
             self._framing_event = lambda err, ts: _serialise(mapper.framing_error(err, ts))
             self._flow_event = lambda flow: _serialise(mapper.flow(flow, where))
+            self._dns_event = lambda tx: _serialise(mapper.dns(tx))
         else:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
             self._flow_event = lambda flow: mapper.flow(flow, where)
+            self._dns_event = mapper.dns
 
     def start_part(self, path: str, key: str, stats: FileStats) -> None:
         """Go on with the next file of a capture set: its own names and frame numbers, the
@@ -287,9 +295,11 @@ class FrameConverter:
         table = tracker.table if tracker is not None else None
         track = table.packet if table is not None else None
         traffic = self.traffic.add if self.traffic is not None else None
-        if tracker is not None and sweeps is None:
+        dns = self.dns
+        timed = tracker is not None or dns is not None  # something expires on capture time
+        if timed and sweeps is None:
             sweeps, self._next_sweep_ns = sweep_points(batch, self._next_sweep_ns)
-        pending_sweeps = (sweeps or []) if tracker is not None else []
+        pending_sweeps = (sweeps or []) if timed else []
         sweep_at = pending_sweeps[0][0] if pending_sweeps else END_OF_INPUT_KEY
         for record in batch:
             if record.__class__ is frame_class:
@@ -311,6 +321,10 @@ class FrameConverter:
                         append(packet_event(record, pkt))  # type: ignore[arg-type]
                         if indices is not None:
                             indices.append(record.index)
+                    if dns is not None and pkt[9] == 17 and (pkt[14] == 53 or pkt[15] == 53):
+                        dns.packet(record, pkt)
+                        if dns.ended:
+                            self._dns_events(dns.take_ended(), (record.index, 3), append, indices)
                 else:
                     anomalies[error] += 1
                     if want_anomaly:
@@ -350,10 +364,12 @@ class FrameConverter:
     ) -> int:
         """Run the sweeps due before frame `before`; return the next sweep point."""
         tracker = self.tracker
-        assert tracker is not None
         while pending and pending[0][0] <= before:
             at, clock_ns = pending.pop(0)
-            self._flow_events(tracker.sweep(clock_ns), (at, 0), append, indices)
+            if tracker is not None:
+                self._flow_events(tracker.sweep(clock_ns), (at, 0), append, indices)
+            if self.dns is not None:
+                self._dns_events(self.dns.sweep(clock_ns), (at, 0), append, indices)
         return pending[0][0] if pending else END_OF_INPUT_KEY
 
     def _flow_events(
@@ -380,6 +396,28 @@ class FrameConverter:
             ts_ns = last_timestamp(batch, record, -1)
         self.traffic.add_undecoded(ts_ns if ts_ns >= 0 else None)
 
+    def _dns_events(
+        self,
+        transactions: list[DnsTransaction],
+        key: tuple[int, int],
+        append: Callable[[Any], None],
+        indices: list[Any] | None,
+    ) -> None:
+        """DNS transaction events, ordered by their query's frame. At a sweep point and at end
+        of input they go after the flows' (`DNS_ORDER` lifts their order keys past them)."""
+        dns_event = self._dns_event
+        if dns_event is None:
+            self._start(None)
+            dns_event = self._dns_event
+        assert dns_event is not None
+        transactions.sort(key=transaction_frame)
+        lift = DNS_ORDER if key[1] == 0 else 0
+        for tx in transactions:
+            append(dns_event(tx))
+            if indices is not None:
+                indices.append((*key, lift + transaction_frame(tx)))
+        self.stats.events["dns"] += len(transactions)
+
     def finish(
         self,
         append: Callable[[Any], None],
@@ -395,6 +433,9 @@ class FrameConverter:
         if tracker is not None:
             self._flow_events(tracker.finish(), (END_OF_INPUT_KEY, 0), append, indices)
             self.stats.flows.update(tracker.counters())
+        if self.dns is not None:
+            self._dns_events(self.dns.flush(), (END_OF_INPUT_KEY, 0), append, indices)
+            self.stats.extractors.update(self.dns.counters())
         if self.traffic is not None and with_stats:
             name, key = self.capture_name, self.capture_key
             if self.parts.parts:  # a capture set: named after its first file

@@ -28,6 +28,7 @@ class FileStats:
     anomalies: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     flows: Counter[str] = field(default_factory=Counter)  # flow table counters (FlowTracker)
+    extractors: Counter[str] = field(default_factory=Counter)  # e.g. dns_messages
     outputs: list[str] = field(default_factory=list)
     error: str | None = None  # why the file is partial or failed, one line
     seconds: float = 0.0
@@ -56,6 +57,7 @@ class FileStats:
             "anomalies": dict(sorted(self.anomalies.items())),
             "events": dict(sorted(self.events.items())),
             "flows": dict(sorted(self.flows.items())),
+            "extractors": dict(sorted(self.extractors.items())),
             "outputs": self.outputs,
             "error": self.error,
             "seconds": round(self.seconds, 6),

@@ -36,6 +36,7 @@ from pipeline.capture.frame import Frame, FramingError
 from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
+from pipeline.extract.dns import DnsTransaction, transaction_event
 from pipeline.flows.table import Flow
 from pipeline.flows.traffic import NS, PROTOCOL_CLASSES, TrafficSummary
 
@@ -338,6 +339,39 @@ class EcsMapper:
                 "anomaly_fatal": err.fatal,
             },
         }
+
+    def dns(self, tx: DnsTransaction) -> dict[str, Any]:
+        """The DNS transaction event (``event.dataset: pcap_ingest.dns``): the query joined
+        with its response (pipeline/extract/dns.py `transaction_event` writes the ``dns``
+        part); source = the client. ``pcap.frame`` is the query's frame, else the response's;
+        ``pcap.response_frame`` the response's when both were seen."""
+        context = tx.query_context or tx.response_context
+        frame, ip_version, client, client_port, server, server_port = context
+        texts = self.texts
+        start = memo_timestamp(tx.start_ns)
+        pcap: dict[str, Any] = {"file": self.capture_path, "frame": frame}
+        if tx.query_context is not None and tx.response_context is not None:
+            pcap["response_frame"] = tx.response_context[0]
+        base = {
+            "@timestamp": start,
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": f"{self.capture_key}-dns-{frame}",
+                "module": MODULE,
+                "start": start,
+                "end": memo_timestamp(tx.end_ns),
+            },
+            "source": {"ip": texts.ip(client), "port": client_port},
+            "destination": {"ip": texts.ip(server), "port": server_port},
+            "network": {
+                "type": _NETWORK_TYPES.get(ip_version),
+                "transport": "udp",
+                "iana_number": "17",
+                "community_id": texts.community_id(17, client, server, client_port, server_port),
+            },
+            "pcap": pcap,
+        }
+        return transaction_event(tx, base)
 
     def flow(self, flow: Flow, where: FrameLocator | None = None) -> dict[str, Any]:
         """The connection record of a flow that ended (``event.dataset: pcap_ingest.flow``).

@@ -528,6 +528,8 @@ class DnsTransaction:
     flow_key: Hashable
     status: str
     retransmits: int = 0  # repeats of the query (same flow, id and question) before the answer
+    query_context: Any = None  # what the caller passed with the query (and the response)
+    response_context: Any = None
 
     @property
     def duration_ns(self) -> int | None:
@@ -541,6 +543,7 @@ class _Pending:
     ts_ns: int
     msg: DnsMessage
     retransmits: int = 0
+    context: Any = None
 
 
 def _pair_key(flow_key: Hashable, msg: DnsMessage) -> tuple[Hashable, int, DnsQuestion | None]:
@@ -566,8 +569,11 @@ class DnsTransactions:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def query(self, ts_ns: int, flow_key: Hashable, msg: DnsMessage) -> list[DnsTransaction]:
-        """Hold a query; returns what had to leave the table for it (evictions)."""
+    def query(
+        self, ts_ns: int, flow_key: Hashable, msg: DnsMessage, context: Any = None
+    ) -> list[DnsTransaction]:
+        """Hold a query; returns what had to leave the table for it (evictions). `context`
+        comes back on its transaction (the converter passes the frame and addresses)."""
         key = _pair_key(flow_key, msg)
         held = self._pending.get(key)
         if held is not None:
@@ -580,17 +586,22 @@ class DnsTransactions:
             old = self._pending.pop(old_key)
             self.evictions += 1
             out.append(self._alone(old_key, old, STATUS_EVICTED))
-        self._pending[key] = _Pending(ts_ns, msg)
+        self._pending[key] = _Pending(ts_ns, msg, 0, context)
         return out
 
-    def response(self, ts_ns: int, flow_key: Hashable, msg: DnsMessage) -> DnsTransaction:
+    def response(
+        self, ts_ns: int, flow_key: Hashable, msg: DnsMessage, context: Any = None
+    ) -> DnsTransaction:
         held = self._pending.pop(_pair_key(flow_key, msg), None)
         if held is None:
             self.unsolicited += 1
-            return DnsTransaction(None, msg, ts_ns, ts_ns, flow_key, STATUS_UNSOLICITED)
+            return DnsTransaction(
+                None, msg, ts_ns, ts_ns, flow_key, STATUS_UNSOLICITED, 0, None, context
+            )
         return DnsTransaction(
-            held.msg, msg, held.ts_ns, ts_ns, flow_key, STATUS_ANSWERED, held.retransmits
-        )
+            held.msg, msg, held.ts_ns, ts_ns, flow_key, STATUS_ANSWERED, held.retransmits,
+            held.context, context,
+        )  # fmt: skip
 
     def expire(self, now_ns: int) -> Iterator[DnsTransaction]:
         """Queries older than the timeout at `now_ns`, oldest first, as unanswered."""
@@ -614,8 +625,83 @@ class DnsTransactions:
         key: tuple[Hashable, int, DnsQuestion | None], held: _Pending, status: str
     ) -> DnsTransaction:
         return DnsTransaction(
-            held.msg, None, held.ts_ns, held.ts_ns, key[0], status, held.retransmits
+            held.msg, None, held.ts_ns, held.ts_ns, key[0], status, held.retransmits, held.context
         )
+
+
+# --- the converter's side -------------------------------------------------------------------
+
+DNS_PORT = 53
+_udp_length = struct.Struct("!H").unpack_from
+
+
+class DnsExtractor:
+    """DNS over UDP of one input: messages → transactions, in capture time.
+
+    `packet` takes a decoded UDP packet to or from port 53 (the caller checks the ports) and
+    its frame; finished transactions collect in `ended` (responses, and queries evicted at the
+    cap), `sweep(clock)` and `flush()` give the unanswered. Each transaction carries
+    ``(frame, ip version, client ip, client port, server ip, server port)`` of its query and
+    response as their contexts. DNS over TCP and fragmented datagrams need the flow layer's
+    reassembly (not wired yet, issue #5).
+    """
+
+    __slots__ = ("ended", "malformed", "messages", "pairs")
+
+    def __init__(self) -> None:
+        self.pairs = DnsTransactions()
+        self.ended: list[DnsTransaction] = []
+        self.messages = 0
+        self.malformed = 0  # payloads that are not a DNS message at all (header cut short)
+
+    def packet(self, frame: Any, pkt: Any) -> None:
+        data = frame.data
+        start, end = pkt[22], pkt[23]
+        if start is None or end is None or start < 8:
+            return
+        (length,) = _udp_length(data, start - 4)  # the UDP length: IP padding is not DNS
+        if length >= 8:
+            end = min(end, start - 8 + length)
+        msg = parse_message(bytes(data[start:end]))
+        self.messages += 1
+        if isinstance(msg, DnsError):
+            self.malformed += 1
+            return
+        src, dst, sport, dport = pkt[7], pkt[8], pkt[14], pkt[15]
+        flow_key = (
+            (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
+        )
+        if msg.is_response:
+            context = (frame.index, pkt[6], dst, dport, src, sport)
+            self.ended.append(self.pairs.response(frame.ts_ns, flow_key, msg, context))
+        else:
+            context = (frame.index, pkt[6], src, sport, dst, dport)
+            self.ended += self.pairs.query(frame.ts_ns, flow_key, msg, context)
+
+    def take_ended(self) -> list[DnsTransaction]:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def sweep(self, clock_ns: int) -> list[DnsTransaction]:
+        return list(self.pairs.expire(clock_ns))
+
+    def flush(self) -> list[DnsTransaction]:
+        return list(self.pairs.flush())
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "dns_messages": self.messages,
+            "dns_malformed": self.malformed,
+            "dns_unsolicited": self.pairs.unsolicited,
+            "dns_duplicates": self.pairs.duplicates,
+            "dns_evictions": self.pairs.evictions,
+        }
+
+
+def transaction_frame(tx: DnsTransaction) -> int:
+    """The frame a transaction is named and ordered by: its query's, else its response's."""
+    context = tx.query_context or tx.response_context
+    return context[0] if context else 0
 
 
 # --- ECS --------------------------------------------------------------------------------------

@@ -257,6 +257,7 @@ class Engine:
             stats.anomalies.update(message.stats["anomalies"])
             stats.events.update(message.stats["events"])
             stats.flows.update(message.stats["flows"])
+            stats.extractors.update(message.stats["extractors"])
             state.final.append(message)
             traffic = message.stats["traffic"]
             if traffic is not None:

@@ -166,6 +166,7 @@ def worker_main(
                             "anomalies": dict(stats.anomalies),
                             "events": dict(stats.events),
                             "flows": dict(stats.flows),
+                            "extractors": dict(stats.extractors),
                             "traffic": open_file.converter.traffic,
                             "capture_key": open_file.start.capture_key,
                         },
