@@ -29,6 +29,7 @@ from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
 from pipeline.extract.dns import DnsExtractor, DnsTransaction, transaction_frame
+from pipeline.extract.tls import TlsExtractor, TlsHandshake
 from pipeline.flows.table import (
     ACTIVE_TIMEOUT_NS,
     OTHER_IDLE_TIMEOUT_NS,
@@ -53,13 +54,15 @@ from pipeline.sinks.files import (
 from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
 
 # Datasets `--extract` can name today; later extractors add theirs here.
-DATASETS = ("packet", "anomaly", "flow", "stats", "dns")
+DATASETS = ("packet", "anomaly", "flow", "stats", "dns", "tls")
 DEFAULT_EXTRACT = ("packet", "anomaly", "flow")
 # Order key of the flows ended at end of input: after every frame.
 END_OF_INPUT_KEY = 1 << 62
 # Added to a DNS transaction's frame in its order key where it shares a sweep point (or the
-# end of input) with flow records: the flows' go first.
+# end of input) with flow records: the flows' go first. TLS handshakes follow the flows ended
+# by the same frame or sweep the same way.
 DNS_ORDER = 1 << 61
+TLS_ORDER = 1 << 60
 # Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
 # enough that a batch of 1500-byte frames stays within a few MiB.
 DEFAULT_BATCH_FRAMES = 1024
@@ -106,7 +109,7 @@ class ConvertOptions:
             if not getattr(self, name) > 0:
                 raise InputError(f"--{name.replace('_', '-')} must be positive seconds")
 
-    def flow_table(self, workers: int = 1) -> FlowTable:
+    def flow_table(self, workers: int = 1, subscriber: Any = None) -> FlowTable:
         return FlowTable(
             self.max_flows if self.max_flows is not None else default_max_flows(workers),
             tcp_idle_ns=int(self.tcp_timeout * 1e9),
@@ -114,6 +117,7 @@ class ConvertOptions:
             other_idle_ns=int(self.other_timeout * 1e9),
             active_ns=int(self.active_timeout * 1e9),
             spreads=self.flow_stats,
+            subscriber=subscriber,
         )
 
 
@@ -213,8 +217,12 @@ class FrameConverter:
         self.serialise = serialise
         self.want_packet = "packet" in options.extract
         self.want_anomaly = "anomaly" in options.extract
+        self.want_flow = "flow" in options.extract
+        self.tls = TlsExtractor() if "tls" in options.extract else None
         self.tracker = (
-            FlowTracker(options.flow_table(workers)) if "flow" in options.extract else None
+            FlowTracker(options.flow_table(workers, self.tls))
+            if self.want_flow or self.tls is not None
+            else None
         )
         self.dns = DnsExtractor() if "dns" in options.extract else None
         self.traffic = (
@@ -230,6 +238,7 @@ class FrameConverter:
         self._framing_event: Callable[[FramingError, int], Any] | None = None
         self._flow_event: Callable[[Flow], Any] | None = None
         self._dns_event: Callable[[DnsTransaction], Any] | None = None
+        self._tls_event: Callable[[TlsHandshake], Any] | None = None
         self.capture_key = ""
         self.parts = CaptureSet()  # a capture set's files so far; empty for one capture
 
@@ -246,11 +255,13 @@ class FrameConverter:
             self._framing_event = lambda err, ts: _serialise(mapper.framing_error(err, ts))
             self._flow_event = lambda flow: _serialise(mapper.flow(flow, where))
             self._dns_event = lambda tx: _serialise(mapper.dns(tx))
+            self._tls_event = lambda hs: _serialise(mapper.tls(hs, where))
         else:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
             self._flow_event = lambda flow: mapper.flow(flow, where)
             self._dns_event = mapper.dns
+            self._tls_event = lambda hs: mapper.tls(hs, where)
 
     def start_part(self, path: str, key: str, stats: FileStats) -> None:
         """Go on with the next file of a capture set: its own names and frame numbers, the
@@ -296,6 +307,7 @@ class FrameConverter:
         track = table.packet if table is not None else None
         traffic = self.traffic.add if self.traffic is not None else None
         dns = self.dns
+        tls = self.tls
         timed = tracker is not None or dns is not None  # something expires on capture time
         if timed and sweeps is None:
             sweeps, self._next_sweep_ns = sweep_points(batch, self._next_sweep_ns)
@@ -313,7 +325,7 @@ class FrameConverter:
                     decoded += 1
                     if track is not None and pkt[7] is not None:
                         track(record, pkt)  # type: ignore[arg-type]
-                        if table.ended:  # type: ignore[union-attr]
+                        if table.ended or (tls is not None and tls.ended):  # type: ignore[union-attr]
                             self._flow_events(
                                 table.take_ended(), (record.index, 1), append, indices
                             )  # type: ignore[union-attr]
@@ -379,14 +391,27 @@ class FrameConverter:
         append: Callable[[Any], None],
         indices: list[Any] | None,
     ) -> None:
-        flow_event = self._flow_event
-        assert flow_event is not None
-        flows.sort(key=_first_index)
-        for flow in flows:
-            append(flow_event(flow))
-            if indices is not None:
-                indices.append((*key, flow.first_index))
-        self.stats.events["flow"] += len(flows)
+        if self.want_flow:
+            flow_event = self._flow_event
+            assert flow_event is not None
+            flows.sort(key=_first_index)
+            for flow in flows:
+                append(flow_event(flow))
+                if indices is not None:
+                    indices.append((*key, flow.first_index))
+            self.stats.events["flow"] += len(flows)
+        tls = self.tls
+        if tls is not None and tls.ended:
+            # Handshakes the same step finished (flows ending close their streams too).
+            handshakes = tls.take_ended()
+            handshakes.sort(key=_handshake_order)
+            tls_event = self._tls_event
+            assert tls_event is not None
+            for hs in handshakes:
+                append(tls_event(hs))
+                if indices is not None:
+                    indices.append((*key, TLS_ORDER + _handshake_order(hs)))
+            self.stats.events["tls"] += len(handshakes)
 
     def _undecoded(self, batch: list[Frame | FramingError], record: FramingError) -> None:
         """A framing error in the traffic statistics, at the last good frame's time."""
@@ -436,6 +461,8 @@ class FrameConverter:
         if self.dns is not None:
             self._dns_events(self.dns.flush(), (END_OF_INPUT_KEY, 0), append, indices)
             self.stats.extractors.update(self.dns.counters())
+        if self.tls is not None:
+            self.stats.extractors["tls_errors"] += self.tls.errors
         if self.traffic is not None and with_stats:
             name, key = self.capture_name, self.capture_key
             if self.parts.parts:  # a capture set: named after its first file
@@ -482,6 +509,11 @@ class ChunkWriter:
 
 def _first_index(flow: Flow) -> int:
     return flow.first_index
+
+
+def _handshake_order(hs: TlsHandshake) -> int:
+    """A handshake's place among those finished together: its flow, then its number."""
+    return hs.flow.first_index * 16 + min(hs.number, 15)
 
 
 def order_key(key: int | tuple[int, int, int]) -> tuple[int, int, int]:

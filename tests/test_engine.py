@@ -72,7 +72,7 @@ def test_flows_and_stats_are_the_same_for_any_worker_count(tmp_path: Path) -> No
     path = tmp_path / "mix.pcap"
     path.write_bytes(pcap_bytes(records))
     options = {
-        "extract": ("packet", "anomaly", "flow", "stats", "dns"),
+        "extract": ("packet", "anomaly", "flow", "stats", "dns", "tls"),
         "stats_interval": 2.0,
         "tcp_timeout": 3.0,
         "udp_timeout": 2.0,
@@ -83,7 +83,7 @@ def test_flows_and_stats_are_the_same_for_any_worker_count(tmp_path: Path) -> No
     datasets = Counter(e["event"]["dataset"] for e in events)
     assert datasets["pcap_ingest.packet"] == 20_000
     assert datasets["pcap_ingest.flow"] > 100 and datasets["pcap_ingest.stats"] > 2
-    assert datasets["pcap_ingest.dns"] > 20
+    assert datasets["pcap_ingest.dns"] > 20 and datasets["pcap_ingest.tls"] > 20
     reasons = Counter(e["event"]["reason"] for e in events if "reason" in e["event"])
     assert reasons["idle_timeout"] > 0 and reasons["end_of_input"] > 0
     whole = [e for e in events if e["event"]["id"].endswith("-stats")]

@@ -37,6 +37,7 @@ from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
 from pipeline.extract.dns import DnsTransaction, transaction_event
+from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
 from pipeline.flows.table import Flow
 from pipeline.flows.traffic import NS, PROTOCOL_CLASSES, TrafficSummary
 
@@ -45,6 +46,9 @@ DATASET_PACKET = "pcap_ingest.packet"
 DATASET_ANOMALY = "pcap_ingest.anomaly"
 DATASET_FLOW = "pcap_ingest.flow"
 DATASET_STATS = "pcap_ingest.stats"
+DATASET_TLS = "pcap_ingest.tls"
+_TLS_VERSIONS = {0x0300: "3.0", 0x0301: "1.0", 0x0302: "1.1", 0x0303: "1.2", 0x0304: "1.3"}
+_TYPE_PROTOCOL = ("protocol",)
 MODULE = "pcap_ingest"
 
 # Capture sets: a flow table's frame number → (file, capture key, frame number in the file).
@@ -81,6 +85,15 @@ def capture_key(first: Frame | FramingError | None) -> str:
     elif isinstance(first, FramingError):
         h.update(f"error@{first.offset}:{first.reason}".encode())
     return h.hexdigest()
+
+
+INT64_MAX = (1 << 63) - 1
+
+
+def clamp_ns(value: int) -> int:
+    """A nanosecond count JSON can carry: orjson (and Elasticsearch's long) stop at 64 bits,
+    and a corrupt capture time far in the future can give durations past them."""
+    return min(max(value, -INT64_MAX), INT64_MAX)
 
 
 def format_timestamp(ts_ns: int) -> str:
@@ -373,6 +386,76 @@ class EcsMapper:
         }
         return transaction_event(tx, base)
 
+    def tls(self, hs: TlsHandshake, where: FrameLocator | None = None) -> dict[str, Any]:
+        """A TLS handshake event (``event.dataset: pcap_ingest.tls``): ECS ``tls.*`` from the
+        ClientHello and ServerHello; JA4 (ECS has no field) in ``pcap.tls.ja4``; source = the
+        client. Offered and chosen values by their IANA numbers where ECS wants names we do
+        not keep a table of (``pcap.tls.*``)."""
+        flow, ch, sh = hs.flow, hs.client_hello, hs.server_hello
+        texts = self.texts
+        if hs.client_is_originator:
+            client, client_port, server, server_port = (
+                flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port
+            )  # fmt: skip
+        else:
+            client, client_port, server, server_port = (
+                flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port
+            )  # fmt: skip
+        if where is None:
+            file, key, frame = self.capture_path, self.capture_key, flow.first_index
+        else:
+            file, key, frame = where(flow.first_index)
+        ja3_text, ja3_hash = ja3(ch)
+        tls_client: dict[str, Any] = {"ja3": ja3_hash}
+        if ch.server_name is not None:
+            tls_client["server_name"] = ch.server_name.decode("ascii", "backslashreplace")
+        tls: dict[str, Any] = {"version_protocol": "tls", "client": tls_client}
+        detail: dict[str, Any] = {
+            "ja4": ja4(ch),
+            "ja3_string": ja3_text,
+            "client_version": _TLS_VERSIONS.get(ch.version, "%#06x" % ch.version),
+            "offered_versions": [_TLS_VERSIONS.get(v, "%#06x" % v) for v in ch.supported_versions],
+            "offered_ciphers": ["%#06x" % c for c in ch.cipher_suites],
+            "alpn_offered": [p.decode("ascii", "backslashreplace") for p in ch.alpn],
+            "handshake": hs.number,
+        }
+        if sh is not None:
+            ja3s_text, ja3s_hash = ja3s(sh)
+            tls["server"] = {"ja3s": ja3s_hash}
+            tls["version"] = _TLS_VERSIONS.get(sh.version, "%#06x" % sh.version)
+            if sh.alpn is not None:
+                tls["next_protocol"] = sh.alpn.decode("ascii", "backslashreplace")
+            detail["ja3s_string"] = ja3s_text
+            detail["cipher"] = "%#06x" % sh.cipher_suite
+            if sh.hello_retry_request:
+                detail["hello_retry_request"] = True
+        if hs.errors:
+            detail["errors"] = [{"type": e.kind, "message": e.detail} for e in hs.errors[:4]]
+        start = memo_timestamp(flow.start_ns)
+        return {
+            "@timestamp": start,
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": f"{key}-tls-{frame}-{hs.number}",
+                "kind": "event",
+                "category": _CATEGORY_NETWORK,
+                "type": _TYPE_PROTOCOL,
+                "dataset": DATASET_TLS,
+                "module": MODULE,
+            },
+            "source": {"ip": texts.ip(client), "port": client_port},
+            "destination": {"ip": texts.ip(server), "port": server_port},
+            "network": {
+                "type": _NETWORK_TYPES.get(flow.ip_version),
+                "transport": "tcp",
+                "iana_number": "6",
+                "protocol": "tls",
+                "community_id": texts.community_id(6, client, server, client_port, server_port),
+            },
+            "tls": tls,
+            "pcap": {"file": file, "frame": frame, "tls": detail},
+        }
+
     def flow(self, flow: Flow, where: FrameLocator | None = None) -> dict[str, Any]:
         """The connection record of a flow that ended (``event.dataset: pcap_ingest.flow``).
 
@@ -474,7 +557,7 @@ class EcsMapper:
                 "module": MODULE,
                 "start": start,
                 "end": memo_timestamp(flow.last_ns),
-                "duration": flow.last_ns - flow.start_ns,
+                "duration": clamp_ns(flow.last_ns - flow.start_ns),
                 "reason": flow.end_reason,
             },
             "source": source,
@@ -560,7 +643,7 @@ def stats_event(summary: TrafficSummary, capture_name: str, capture_key: str) ->
             "module": MODULE,
             "start": start,
             "end": format_timestamp(end_ns),
-            "duration": end_ns - start_ns,
+            "duration": clamp_ns(end_ns - start_ns),
         },
         "network": {"packets": summary.packets, "bytes": summary.bytes},
         "pcap": {"file": capture_name, "stats": stats},

@@ -726,7 +726,8 @@ def transaction_event(tx: DnsTransaction, base: dict[str, Any] | None = None) ->
         "outcome": "unknown" if tx.response is None else "success",
     }
     if tx.duration_ns is not None:
-        ecs_event["duration"] = tx.duration_ns
+        # Within 64 bits (JSON, Elasticsearch's long): corrupt capture times can be far apart.
+        ecs_event["duration"] = min(tx.duration_ns, (1 << 63) - 1)
     event["event"] = {**event.get("event", {}), **ecs_event}
     dns: dict[str, Any] = {
         "id": str(msg.id),

@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Record content types (RFC 8446 5.1; 24 = heartbeat, RFC 6520).
 CONTENT_CHANGE_CIPHER_SPEC = 20
@@ -574,3 +574,103 @@ def _ja4_parts(ch: ClientHello, protocol: str) -> tuple[str, str, str]:
     sigs = ",".join("%04x" % s for s in ch.signature_algorithms if not is_grease(s))
     c = "%s_%s" % (ext_list, sigs) if sigs else ext_list
     return a, ",".join(ciphers), c
+
+
+# --- the converter's side -------------------------------------------------------------------
+
+
+class TlsHandshake(NamedTuple):
+    """One TLS handshake seen in a flow: the ClientHello and, if it came, the ServerHello."""
+
+    flow: Any  # pipeline.flows.table.Flow
+    number: int  # 1 for the flow's first ClientHello, 2 after a HelloRetryRequest, ...
+    client_hello: ClientHello
+    server_hello: ServerHello | None
+    client_is_originator: bool
+    errors: tuple[TlsError, ...]
+
+
+class _FlowState:
+    __slots__ = ("client", "hello", "hellos", "retry", "streams")
+
+    def __init__(self) -> None:
+        self.streams = (TlsStream(), TlsStream())  # originator's bytes, responder's bytes
+        self.hello: ClientHello | None = None
+        self.client = True  # whether the originator sent the ClientHello
+        self.hellos = 0
+        self.retry = False  # a HelloRetryRequest came: a second ClientHello will follow
+
+
+class TlsExtractor:
+    """A `StreamSubscriber` for the flow table: the TLS handshakes of TCP flows.
+
+    Each direction's reassembled bytes go through a `TlsStream`; a ClientHello waits for its
+    ServerHello, and the pair lands in `ended`. Once a direction is encrypted (or is not TLS
+    at all) and nothing is waiting, the flow is released: the table stops reassembling it,
+    so a long TLS transfer costs its handshake only. A ClientHello whose flow ends first is
+    ended alone.
+    """
+
+    def __init__(self) -> None:
+        self._flows: dict[Any, _FlowState] = {}
+        self.ended: list[TlsHandshake] = []
+        self.errors = 0
+
+    def wants(self, flow: Any) -> bool:
+        return True
+
+    def data(self, flow: Any, from_originator: bool, data: bytes) -> bool:
+        state = self._flows.get(flow)
+        if state is None:
+            state = self._flows[flow] = _FlowState()
+        stream = state.streams[0 if from_originator else 1]
+        for message in stream.feed(data):
+            if message.msg_type == HANDSHAKE_CLIENT_HELLO:
+                hello = parse_client_hello(message.body)
+                if isinstance(hello, TlsError):
+                    stream.errors.append(hello)
+                    continue
+                if state.hello is not None:  # a second hello before any answer
+                    self._end(flow, state, None)
+                state.hello, state.client, state.retry = hello, from_originator, False
+            elif message.msg_type == HANDSHAKE_SERVER_HELLO and state.hello is not None:
+                server = parse_server_hello(message.body)
+                if isinstance(server, TlsError):
+                    stream.errors.append(server)
+                    continue
+                self._end(flow, state, server)
+        if state.hello is not None or state.retry:
+            return True
+        if all(s.stopped is not None for s in state.streams):
+            return self._release(flow)
+        if stream.stopped is not None and state.hellos:
+            return self._release(flow)  # the handshake is done; the rest is encrypted
+        if not state.hellos and stream.stopped == STOP_ERROR:
+            return self._release(flow)  # not TLS
+        return True
+
+    def closed(self, flow: Any) -> None:
+        state = self._flows.pop(flow, None)
+        if state is not None and state.hello is not None:
+            self._end(flow, state, None)
+
+    def take_ended(self) -> list[TlsHandshake]:
+        ended, self.ended = self.ended, []
+        return ended
+
+    def _end(self, flow: Any, state: _FlowState, server: ServerHello | None) -> None:
+        assert state.hello is not None
+        state.hellos += 1
+        errors = tuple(e for s in state.streams for e in s.errors)
+        self.errors += len(errors)
+        self.ended.append(
+            TlsHandshake(flow, state.hellos, state.hello, server, state.client, errors)
+        )
+        state.hello = None
+        state.retry = server is not None and server.hello_retry_request
+
+    def _release(self, flow: Any) -> bool:
+        state = self._flows.pop(flow, None)
+        if state is not None:
+            self.errors += sum(len(s.errors) for s in state.streams)
+        return False

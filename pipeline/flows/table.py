@@ -89,6 +89,7 @@ MAX_STREAM_BYTES = 16 << 20  # per flow and direction, reassembled for a subscri
 MAX_REASSEMBLY_BYTES = 256 << 20  # out-of-order bytes buffered per table, all flows together
 
 SEQ_MASK = 0xFFFFFFFF
+_INT64_MAX = (1 << 63) - 1
 SEQ_HALF = 0x80000000
 
 # TCP flag bits as decoded (pipeline.decode.transport).
@@ -117,13 +118,30 @@ def default_max_flows(workers: int = 1) -> int:
 
 
 class StreamSubscriber(Protocol):
-    """An extractor that wants reassembled TCP payload of some flows."""
+    """An extractor that wants reassembled TCP payload of some flows. `data` returning False
+    means it has seen enough of that flow (a handshake parsed): its reassembly stops."""
 
     def wants(self, flow: Flow) -> bool: ...
 
-    def data(self, flow: Flow, from_originator: bool, data: bytes) -> None: ...
+    def data(self, flow: Flow, from_originator: bool, data: bytes) -> bool | None: ...
 
     def closed(self, flow: Flow) -> None: ...
+
+
+class _Declined:
+    """The subscriber of a flow nobody (or nobody any more) wants the stream of."""
+
+    def wants(self, flow: Flow) -> bool:
+        return False
+
+    def data(self, flow: Flow, from_originator: bool, data: bytes) -> bool | None:
+        return False
+
+    def closed(self, flow: Flow) -> None:
+        return None
+
+
+DECLINED = _Declined()
 
 
 class _Direction:
@@ -168,8 +186,9 @@ class _Spread:
             return None
         mean = self.total / self.count
         variance = max(0.0, self.total_sq / self.count - mean * mean)
-        return {"min": self.low, "mean": round(mean, 3), "max": self.high,
-                "stddev": round(variance**0.5, 3)}  # fmt: skip
+        # Within 64 bits, as JSON carries them: corrupt capture times can be far apart.
+        return {"min": min(self.low, _INT64_MAX), "mean": round(mean, 3),
+                "max": min(self.high, _INT64_MAX), "stddev": round(variance**0.5, 3)}  # fmt: skip
 
 
 class Flow:
@@ -855,6 +874,16 @@ class FlowTable:
             flow.subscriber = subscriber
             flow.orig_stream = StreamReassembler(max_stream_bytes=self.max_stream_bytes)
             flow.resp_stream = StreamReassembler(max_stream_bytes=self.max_stream_bytes)
+        else:
+            flow.subscriber = DECLINED  # asked once
+
+    def _release(self, flow: Flow) -> None:
+        """The subscriber has what it wanted of this flow: stop reassembling it."""
+        for stream in (flow.orig_stream, flow.resp_stream):
+            if stream is not None:
+                self.buffered_bytes -= stream.buffered_bytes
+        flow.orig_stream = flow.resp_stream = None
+        flow.subscriber = DECLINED
 
     def _stream(self, flow: Flow, from_orig: bool, flags: int, seq: int, payload: bytes) -> None:
         """Feed a data segment to the flow's reassembler, if a subscriber wants the flow."""
@@ -880,8 +909,8 @@ class FlowTable:
             before = stream.buffered_bytes
             data += stream.skip_holes()
             self.buffered_bytes -= before
-        if data:
-            subscriber.data(flow, from_orig, data)
+        if data and subscriber.data(flow, from_orig, data) is False:
+            self._release(flow)
 
     def _close_streams(self, flow: Flow) -> None:
         subscriber = flow.subscriber
