@@ -219,12 +219,14 @@ class FrameConverter:
         self.want_anomaly = "anomaly" in options.extract
         self.want_flow = "flow" in options.extract
         self.tls = TlsExtractor() if "tls" in options.extract else None
+        self.dns = DnsExtractor() if "dns" in options.extract else None
+        # Extractors that read TCP streams subscribe to the flow table's reassembly.
+        readers = [r for r in (self.tls, self.dns) if r is not None]
         self.tracker = (
-            FlowTracker(options.flow_table(workers, self.tls))
-            if self.want_flow or self.tls is not None
+            FlowTracker(options.flow_table(workers, FanOut.of(readers)))
+            if self.want_flow or readers
             else None
         )
-        self.dns = DnsExtractor() if "dns" in options.extract else None
         self.traffic = (
             TrafficStats(
                 None if options.stats_interval is None else int(options.stats_interval * 1e9)
@@ -325,7 +327,11 @@ class FrameConverter:
                     decoded += 1
                     if track is not None and pkt[7] is not None:
                         track(record, pkt)  # type: ignore[arg-type]
-                        if table.ended or (tls is not None and tls.ended):  # type: ignore[union-attr]
+                        if (
+                            table.ended  # type: ignore[union-attr]
+                            or (tls is not None and tls.ended)
+                            or (dns is not None and dns.ended)
+                        ):
                             self._flow_events(
                                 table.take_ended(), (record.index, 1), append, indices
                             )  # type: ignore[union-attr]
@@ -412,6 +418,8 @@ class FrameConverter:
                 if indices is not None:
                     indices.append((*key, TLS_ORDER + _handshake_order(hs)))
             self.stats.events["tls"] += len(handshakes)
+        if self.dns is not None and self.dns.ended:  # DNS over TCP, read from the streams
+            self._dns_events(self.dns.take_ended(), key, append, indices)
 
     def _undecoded(self, batch: list[Frame | FramingError], record: FramingError) -> None:
         """A framing error in the traffic statistics, at the last good frame's time."""
@@ -436,7 +444,7 @@ class FrameConverter:
             dns_event = self._dns_event
         assert dns_event is not None
         transactions.sort(key=transaction_frame)
-        lift = DNS_ORDER if key[1] == 0 else 0
+        lift = DNS_ORDER if key[1] < 2 else 0
         for tx in transactions:
             append(dns_event(tx))
             if indices is not None:
@@ -509,6 +517,41 @@ class ChunkWriter:
 
 def _first_index(flow: Flow) -> int:
     return flow.first_index
+
+
+class FanOut:
+    """Several stream subscribers behind the flow table's one: each flow goes to those that
+    want it, and is released when none wants more."""
+
+    def __init__(self, readers: list[Any]) -> None:
+        self.readers = readers
+        self._wanting: dict[Any, list[Any]] = {}
+
+    @staticmethod
+    def of(readers: list[Any]) -> Any:
+        if not readers:
+            return None
+        return readers[0] if len(readers) == 1 else FanOut(readers)
+
+    def wants(self, flow: Any) -> bool:
+        wanting = [r for r in self.readers if r.wants(flow)]
+        if wanting:
+            self._wanting[flow] = wanting
+        return bool(wanting)
+
+    def data(self, flow: Any, from_originator: bool, data: bytes) -> bool:
+        wanting = self._wanting.get(flow)
+        if not wanting:
+            return False
+        wanting[:] = [r for r in wanting if r.data(flow, from_originator, data) is not False]
+        if not wanting:
+            del self._wanting[flow]
+            return False
+        return True
+
+    def closed(self, flow: Any) -> None:
+        for reader in self._wanting.pop(flow, ()):
+            reader.closed(flow)
 
 
 def _handshake_order(hs: TlsHandshake) -> int:

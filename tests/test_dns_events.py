@@ -2,8 +2,8 @@
 
 Every DNS query message is in one transaction event (retransmissions of a query are counted
 on it, `pcap.dns.retransmits`), every response in one answer event. The extractor reads DNS
-over UDP outside tunnels and fragments for now (issue #5 wires the rest); each capture where
-that makes a difference is named below with its reason.
+over UDP, and over TCP from the flow table's reassembled streams; not yet inside tunnels or IP
+fragments (issue #5): each capture where that makes a difference is named below.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from tests.conftest import CAPTURE_PARAMS, SHARED, truth_for
 
 # Per file: (our query messages, our response messages, reason).
 DIFFERENCES: dict[str, tuple[int, int, str]] = {
-    "tcpdump__dns_tcp.pcap": (0, 0, "DNS over TCP: needs the flow layer's reassembly"),
-    "zeek__tkey.pcap": (0, 0, "DNS over TCP: needs the flow layer's reassembly"),
-    "ndpi__dns_fragmented.pcap": (20, 19, "2 queries and 2 responses are IP fragments"),
     "zeek__gre-sample.pcap": (0, 0, "the queries are inside GRE (and quoted in ICMP errors)"),
     "zeek__icmp-destunreach-udp.pcap": (0, 0, "the response is quoted inside an ICMP error"),
     "malformed/tcpdump__LINKTYPE_IPV4_invalid.pcap": (
@@ -56,6 +53,8 @@ def test_every_dns_message_is_in_a_transaction(capture: Path) -> None:
     assert (queries, responses) == expected[:2], (
         f"{name}: truth {truth['dns_query_msgs']}/{truth['dns_response_msgs']} ({expected[2]})"
     )
+    if name in ("tcpdump__dns_tcp.pcap", "zeek__tkey.pcap"):
+        assert {e["network"]["transport"] for e in events} == {"tcp"}
     for e in events:
         assert e["event"]["dataset"] == "pcap_ingest.dns"
         assert e["event"]["id"].endswith(f"-dns-{e['pcap']['frame']}")

@@ -359,7 +359,8 @@ class EcsMapper:
         part); source = the client. ``pcap.frame`` is the query's frame, else the response's;
         ``pcap.response_frame`` the response's when both were seen."""
         context = tx.query_context or tx.response_context
-        frame, ip_version, client, client_port, server, server_port = context
+        frame, ip_version, client, client_port, server, server_port = context[:6]
+        tcp = len(context) > 6
         texts = self.texts
         start = memo_timestamp(tx.start_ns)
         pcap: dict[str, Any] = {"file": self.capture_path, "frame": frame}
@@ -378,9 +379,11 @@ class EcsMapper:
             "destination": {"ip": texts.ip(server), "port": server_port},
             "network": {
                 "type": _NETWORK_TYPES.get(ip_version),
-                "transport": "udp",
-                "iana_number": "17",
-                "community_id": texts.community_id(17, client, server, client_port, server_port),
+                "transport": "tcp" if tcp else "udp",
+                "iana_number": "6" if tcp else "17",
+                "community_id": texts.community_id(
+                    6 if tcp else 17, client, server, client_port, server_port
+                ),
             },
             "pcap": pcap,
         }

@@ -632,6 +632,7 @@ class DnsTransactions:
 # --- the converter's side -------------------------------------------------------------------
 
 DNS_PORT = 53
+MAX_TCP_PENDING = 65535 + 2  # one whole length-prefixed message: more is not DNS
 _udp_length = struct.Struct("!H").unpack_from
 
 
@@ -641,18 +642,19 @@ class DnsExtractor:
     `packet` takes a decoded UDP packet to or from port 53 (the caller checks the ports) and
     its frame; finished transactions collect in `ended` (responses, and queries evicted at the
     cap), `sweep(clock)` and `flush()` give the unanswered. Each transaction carries
-    ``(frame, ip version, client ip, client port, server ip, server port)`` of its query and
-    response as their contexts. DNS over TCP and fragmented datagrams need the flow layer's
-    reassembly (not wired yet, issue #5).
+    ``(frame, ip version, client ip, client port, server ip, server port[, "tcp"])`` of its
+    query and response as their contexts. It is also the flow table's stream subscriber for
+    DNS over TCP (`wants`/`data`/`closed`); DNS in IP fragments is not read yet (issue #5).
     """
 
-    __slots__ = ("ended", "malformed", "messages", "pairs")
+    __slots__ = ("_tcp", "ended", "malformed", "messages", "pairs")
 
     def __init__(self) -> None:
         self.pairs = DnsTransactions()
         self.ended: list[DnsTransaction] = []
         self.messages = 0
         self.malformed = 0  # payloads that are not a DNS message at all (header cut short)
+        self._tcp: dict[tuple[Any, bool], bytes] = {}  # (flow, from originator) → unread bytes
 
     def packet(self, frame: Any, pkt: Any) -> None:
         data = frame.data
@@ -681,6 +683,46 @@ class DnsExtractor:
     def take_ended(self) -> list[DnsTransaction]:
         ended, self.ended = self.ended, []
         return ended
+
+    # DNS over TCP: a stream subscriber of the flow table (length-prefixed messages).
+
+    def wants(self, flow: Any) -> bool:
+        return flow.protocol == 6 and DNS_PORT in (flow.orig_port, flow.resp_port)
+
+    def data(self, flow: Any, from_originator: bool, data: bytes) -> bool:
+        key = (flow, from_originator)
+        messages, rest = tcp_messages(self._tcp.pop(key, b"") + data)
+        if len(rest) > MAX_TCP_PENDING:
+            self.malformed += 1  # not DNS, or a message past any sane size: give up the flow
+            self.closed(flow)
+            return False
+        if rest:
+            self._tcp[key] = rest
+        if from_originator:
+            sender = (flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port)
+        else:
+            sender = (flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port)
+        src, sport, dst, dport = sender
+        for payload in messages:
+            msg = parse_message(payload)
+            self.messages += 1
+            if isinstance(msg, DnsError):
+                self.malformed += 1
+                continue
+            forward = (src, sport) <= (dst, dport)
+            flow_key = (src, sport, dst, dport) if forward else (dst, dport, src, sport)
+            ts_ns = flow.last_ns
+            if msg.is_response:
+                context = (flow.last_index, flow.ip_version, dst, dport, src, sport, "tcp")
+                self.ended.append(self.pairs.response(ts_ns, flow_key, msg, context))
+            else:
+                context = (flow.last_index, flow.ip_version, src, sport, dst, dport, "tcp")
+                self.ended += self.pairs.query(ts_ns, flow_key, msg, context)
+        return True
+
+    def closed(self, flow: Any) -> None:
+        self._tcp.pop((flow, True), None)
+        self._tcp.pop((flow, False), None)
 
     def sweep(self, clock_ns: int) -> list[DnsTransaction]:
         return list(self.pairs.expire(clock_ns))
