@@ -159,3 +159,28 @@ def test_end_to_end_profile(benchmark: Any, tmp_path: Path, profile: str) -> Non
 
     run_pedantic(benchmark, convert_all, PROFILE_PACKETS, file_bytes(capture))
     benchmark.extra_info["workload"] = profile
+
+
+@pytest.mark.parametrize(
+    ("dataset", "profile"), [("dns", "dns-heavy"), ("tls", "tls-heavy")], ids=["dns", "tls"]
+)
+def test_extraction(benchmark: Any, tmp_path: Path, dataset: str, profile: str) -> None:
+    """An extractor as users run it: `convert --extract DATASET` in one process on its
+    workload — framing, decode, the flow table's reassembly for TLS (and DNS over TCP), the
+    extractor, its events and zstd. events/s counts its transactions or handshakes."""
+    capture = workload(PROFILE_PACKETS, profile=profile)
+    seen: dict[str, int] = {}
+
+    def convert_all() -> None:
+        run = convert([str(capture)], str(tmp_path), force=True, extract=(dataset,))
+        (stats,) = run.files
+        assert stats.frames == PROFILE_PACKETS and stats.accounted
+        seen["events"] = stats.events[dataset]
+
+    run_pedantic(benchmark, convert_all, PROFILE_PACKETS, file_bytes(capture))
+    benchmark.extra_info["workload"] = profile
+    benchmark.extra_info["events"] = seen["events"]
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None and stats.stats.median:
+        benchmark.extra_info["events_per_second"] = round(seen["events"] / stats.stats.median)
+    assert seen["events"] > 0

@@ -61,9 +61,7 @@ PROTO_TCP = 6
 # the capability lands, its benchmark goes here (same inputs, same extra_info) and the entry
 # goes; scripts/bench_report.py lists these as "not built yet" in the stage table.
 PENDING_STAGES = {
-    "dns_extraction": "DNS extractor not built yet (issue #5)",
     "http_extraction": "HTTP/1.x extractor not built yet (issue #5)",
-    "tls_extraction": "TLS handshake extractor not built yet (issue #5)",
     "kafka_sink": "Kafka sink not built yet (issue #6)",
     "bulk_sink": "OpenSearch/Elasticsearch _bulk sink not built yet (issue #6)",
     "syslog_sink": "syslog sink not built yet (issue #6)",

@@ -53,9 +53,17 @@ STAGES: tuple[tuple[str, str, str | None], ...] = (
     ("L2–L4 decode", "`decode_packet`", "test_bench_stages.py::test_stage_decode"),
     ("flow table", "`FlowTable.packet` + sweeps", "test_bench_flows.py::test_stage_flow_table"),
     ("reassembly", "`StreamReassembler`, ooo-holes", "test_bench_stages.py::test_stage_reassembly"),
-    ("DNS extraction", "not built yet (issue #5)", None),
+    (
+        "DNS extraction",
+        "`convert --extract dns`, dns-heavy",
+        "test_bench_convert.py::test_extraction[dns]",
+    ),
     ("HTTP extraction", "not built yet (issue #5)", None),
-    ("TLS extraction", "not built yet (issue #5)", None),
+    (
+        "TLS extraction",
+        "`convert --extract tls` (flow table + reassembly), tls-heavy",
+        "test_bench_convert.py::test_extraction[tls]",
+    ),
     ("schema mapping", "`EcsMapper.packet` dicts", "test_bench_stages.py::test_stage_mapping"),
     ("flow events", "`EcsMapper.flow` + orjson", "test_bench_flows.py::test_stage_flow_events"),
     (
