@@ -129,7 +129,8 @@ def start(capture: Path, out: str, *extra: str) -> tuple[subprocess.Popen, psuti
         stderr=subprocess.PIPE,
     )
     assert proc.stderr is not None
-    proc.stderr.readline()  # the first progress line: the children are up
+    first = json.loads(proc.stderr.readline())  # the first progress line: the children are up
+    proc.first_progress = first  # type: ignore[attr-defined]
     return proc, psutil.Process(proc.pid)
 
 
@@ -165,8 +166,10 @@ def _not_zombie(pid: int) -> bool:
 def test_killed_worker_fails_the_run_quickly(long_capture: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc, parent = start(long_capture, str(out))
-    kids = sorted(children_of(parent), key=lambda k: k.pid)
-    worker = kids[0]  # the engine starts the workers first, then the reader
+    kids = children_of(parent)
+    # Worker 0 by the pid the engine reports (sorting pids breaks when they wrap around).
+    worker = psutil.Process(proc.first_progress["worker_pids"][0])  # type: ignore[attr-defined]
+    assert worker.pid in {k.pid for k in kids}
     pids = [k.pid for k in kids]
     time.sleep(0.3)
     killed_at = time.monotonic()

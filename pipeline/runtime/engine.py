@@ -509,6 +509,9 @@ class Engine:
                     / (1 << 20),
                     1,
                 ),
+                # Which process is which, for monitoring (and the fault tests).
+                "worker_pids": [p.pid for p in self.processes[: self.engine.workers]],
+                "reader_pid": self.reader.pid,
                 "final": final,
             }
             stream.write(orjson.dumps(record).decode() + "\n")
