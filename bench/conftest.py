@@ -272,3 +272,24 @@ class TreeMemorySampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# The engine's capture: larger than the single-process one (bench.sh sets 1M).
+ENGINE_PACKETS = (
+    20_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_ENGINE_PACKETS", "2000000"))
+)
+
+
+@pytest.fixture(scope="module")
+def engine_capture() -> Path:
+    return workload(ENGINE_PACKETS)
+
+
+def record_run(
+    benchmark: Any, packets: int, peak: int | None = None, capture: Path | None = None
+) -> float | None:
+    """packets/s and MB/s (of `capture`'s bytes) of the median round, and the peak private
+    memory, into extra_info; the median, or None under --benchmark-disable."""
+    if peak is not None:
+        benchmark.extra_info["peak_private_mib"] = round(peak / (1 << 20), 1)
+    return record_throughput(benchmark, packets, file_bytes(capture) if capture else None)

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from bench.conftest import (
+    ENGINE_PACKETS,
     PACKET_EXTRACT,
     QUICK,
     ROUNDS,
     TreeMemorySampler,
-    file_bytes,
-    record_throughput,
+    record_run,
     workload,
 )
 from bench.peers import naive_dpkt_ndjson_zstd
@@ -34,25 +34,8 @@ from pipeline.convert import convert
 from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES
 from pipeline.runtime.reader import BatchRouter
 
-ENGINE_PACKETS = (
-    20_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_ENGINE_PACKETS", "2000000"))
-)
 # The memory-bound check runs on a 4x larger capture too (opt in: it takes ~3 minutes to make).
 LARGE_PACKETS = int(os.environ.get("PCAP_INGEST_BENCH_LARGE_PACKETS", "0"))
-
-
-@pytest.fixture(scope="module")
-def engine_capture() -> Path:
-    return workload(ENGINE_PACKETS)
-
-
-def _record(
-    benchmark: Any, packets: int, peak: int | None = None, capture: Path | None = None
-) -> None:
-    """packets/s (MB/s of `capture`'s bytes) of the median round, and the peak memory."""
-    record_throughput(benchmark, packets, file_bytes(capture) if capture else None)
-    if peak is not None:
-        benchmark.extra_info["peak_private_mib"] = round(peak / (1 << 20), 1)
 
 
 def test_peer_naive_dpkt_ndjson_zstd_2m(
@@ -62,7 +45,7 @@ def test_peer_naive_dpkt_ndjson_zstd_2m(
     benchmark.pedantic(
         lambda: naive_dpkt_ndjson_zstd(str(engine_capture), out), rounds=ROUNDS, iterations=1
     )
-    _record(benchmark, ENGINE_PACKETS, capture=engine_capture)
+    record_run(benchmark, ENGINE_PACKETS, capture=engine_capture)
 
 
 def test_reader_ceiling(benchmark: Any, engine_capture: Path) -> None:
@@ -80,7 +63,7 @@ def test_reader_ceiling(benchmark: Any, engine_capture: Path) -> None:
         return n
 
     benchmark.pedantic(read_and_route, rounds=ROUNDS, iterations=1)
-    _record(benchmark, ENGINE_PACKETS, capture=engine_capture)
+    record_run(benchmark, ENGINE_PACKETS, capture=engine_capture)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 4, 8])
@@ -104,7 +87,7 @@ def test_end_to_end_workers(
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     with TreeMemorySampler() as sampler:
         run()
-    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
+    record_run(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
 
 
 def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_path: Path) -> None:
@@ -124,7 +107,7 @@ def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
     with TreeMemorySampler() as sampler:
         run()
-    _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
+    record_run(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
 
 
 @pytest.mark.skipif(LARGE_PACKETS == 0, reason="set PCAP_INGEST_BENCH_LARGE_PACKETS (e.g. 8000000)")
@@ -138,7 +121,7 @@ def test_memory_bound_on_a_larger_capture(benchmark: Any, tmp_path: Path) -> Non
 
     with TreeMemorySampler() as sampler:
         benchmark.pedantic(run, rounds=1, iterations=1)
-    _record(benchmark, LARGE_PACKETS, sampler.peak_bytes, large)
+    record_run(benchmark, LARGE_PACKETS, sampler.peak_bytes, large)
 
 
 def _spin(iterations: int = 20_000_000) -> int:
@@ -171,4 +154,4 @@ def test_machine_parallel_ceiling(benchmark: Any, processes: int) -> None:
             child.join()
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
-    _record(benchmark, processes)
+    record_run(benchmark, processes)

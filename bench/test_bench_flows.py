@@ -31,12 +31,13 @@ import orjson
 import pytest
 
 from bench.conftest import (
+    ENGINE_PACKETS,
     PACKET_EXTRACT,
     PACKETS,
     QUICK,
     ROUNDS,
     TreeMemorySampler,
-    file_bytes,
+    record_run,
     record_throughput,
     workload,
 )
@@ -48,9 +49,6 @@ from pipeline.flows.table import Flow, FlowTable
 from pipeline.flows.tracker import FlowTracker, sweep_points
 from pipeline.runtime.memory import private_memory_bytes
 
-ENGINE_PACKETS = (
-    20_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_ENGINE_PACKETS", "2000000"))
-)
 # Caps benchmark A: one SYN per flow, so packets = flows; two workers share the flows.
 SYN_FLOWS = 20_000 if QUICK else 1_000_000
 SYN_MAX_FLOWS = 2_000 if QUICK else 100_000
@@ -74,21 +72,6 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 # Median seconds of the packets-only runs of this session, for the ratios (the machine is
 # shared: a ratio holds only between figures of the same run). Keyed by benchmark group.
 _BASELINE_S: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module")
-def engine_capture() -> Path:
-    return workload(ENGINE_PACKETS)
-
-
-def _record(
-    benchmark: Any, packets: int, peak: int | None = None, capture: Path | None = None
-) -> float | None:
-    """packets/s and MB/s (of `capture`'s bytes) of the median round, and the peak private
-    memory, into extra_info; the median, or None under --benchmark-disable."""
-    if peak is not None:
-        benchmark.extra_info["peak_private_mib"] = round(peak / (1 << 20), 1)
-    return record_throughput(benchmark, packets, file_bytes(capture) if capture else None)
 
 
 def _ratio(benchmark: Any, group: str, variant: str, median: float | None) -> None:
@@ -127,7 +110,7 @@ def test_end_to_end_single_process(
         events.update(stats.events)
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _ratio(benchmark, "single", variant, _record(benchmark, PACKETS, capture=mix_capture))
+    _ratio(benchmark, "single", variant, record_run(benchmark, PACKETS, capture=mix_capture))
     benchmark.extra_info["events"] = dict(events)
 
 
@@ -152,7 +135,7 @@ def test_end_to_end_engine_2_workers(
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
     with TreeMemorySampler() as sampler:
         run()
-    median = _record(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
+    median = record_run(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
     _ratio(benchmark, "engine", variant, median)
     benchmark.extra_info["events"] = dict(events)
 
@@ -190,7 +173,7 @@ def test_syn_flood_flow_cap(benchmark: Any, tmp_path: Path, capped: bool) -> Non
 
     with TreeMemorySampler() as sampler:
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _record(benchmark, SYN_FLOWS, sampler.peak_bytes, capture)
+    record_run(benchmark, SYN_FLOWS, sampler.peak_bytes, capture)
     counters = seen["counters"]
     benchmark.extra_info["max_flows"] = max_flows
     benchmark.extra_info["flow_events"] = seen["events"]
@@ -273,7 +256,7 @@ def test_ooo_holes_reassembly_cap(benchmark: Any) -> None:
     baseline = private_memory_bytes(os.getpid())
     with TreeMemorySampler(os.getpid(), interval=0.05) as sampler:
         benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _record(benchmark, OOO_PACKETS, sampler.peak_bytes, capture)
+    record_run(benchmark, OOO_PACKETS, sampler.peak_bytes, capture)
     subscriber: CountingSubscriber = seen["subscriber"]
     counters = seen["counters"]
     benchmark.extra_info["baseline_private_mib"] = round(baseline / (1 << 20), 1)
@@ -350,7 +333,7 @@ def test_stage_flow_table(benchmark: Any, decoded_mix: Any, mix_capture: Path) -
         seen["flows"] = len(_table_pass(batches, sweeps))
 
     benchmark.pedantic(run, rounds=ROUNDS, iterations=1, warmup_rounds=0)
-    _record(benchmark, PACKETS, capture=mix_capture)
+    record_run(benchmark, PACKETS, capture=mix_capture)
     benchmark.extra_info["ip_packets"] = sum(len(batch) for batch in batches)
     benchmark.extra_info["flows"] = seen["flows"]
 
