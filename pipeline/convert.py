@@ -29,6 +29,7 @@ from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
 from pipeline.extract.dns import DnsExtractor, DnsTransaction, transaction_frame
+from pipeline.extract.http import HttpExtractor, HttpTransaction
 from pipeline.extract.tls import TlsExtractor, TlsHandshake
 from pipeline.flows.table import (
     ACTIVE_TIMEOUT_NS,
@@ -54,7 +55,7 @@ from pipeline.sinks.files import (
 from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
 
 # Datasets `--extract` can name today; later extractors add theirs here.
-DATASETS = ("packet", "anomaly", "flow", "stats", "dns", "tls")
+DATASETS = ("packet", "anomaly", "flow", "stats", "dns", "tls", "http")
 DEFAULT_EXTRACT = ("packet", "anomaly", "flow")
 # Order key of the flows ended at end of input: after every frame.
 END_OF_INPUT_KEY = 1 << 62
@@ -63,6 +64,7 @@ END_OF_INPUT_KEY = 1 << 62
 # by the same frame or sweep the same way.
 DNS_ORDER = 1 << 61
 TLS_ORDER = 1 << 60
+HTTP_ORDER = 1 << 59
 # Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
 # enough that a batch of 1500-byte frames stays within a few MiB.
 DEFAULT_BATCH_FRAMES = 1024
@@ -220,8 +222,9 @@ class FrameConverter:
         self.want_flow = "flow" in options.extract
         self.tls = TlsExtractor() if "tls" in options.extract else None
         self.dns = DnsExtractor() if "dns" in options.extract else None
+        self.http = HttpExtractor() if "http" in options.extract else None
         # Extractors that read TCP streams subscribe to the flow table's reassembly.
-        readers = [r for r in (self.tls, self.dns) if r is not None]
+        readers = [r for r in (self.tls, self.http, self.dns) if r is not None]
         self.tracker = (
             FlowTracker(options.flow_table(workers, FanOut.of(readers)))
             if self.want_flow or readers
@@ -241,6 +244,7 @@ class FrameConverter:
         self._flow_event: Callable[[Flow], Any] | None = None
         self._dns_event: Callable[[DnsTransaction], Any] | None = None
         self._tls_event: Callable[[TlsHandshake], Any] | None = None
+        self._http_event: Callable[[HttpTransaction], Any] | None = None
         self.capture_key = ""
         self.parts = CaptureSet()  # a capture set's files so far; empty for one capture
 
@@ -258,12 +262,14 @@ class FrameConverter:
             self._flow_event = lambda flow: _serialise(mapper.flow(flow, where))
             self._dns_event = lambda tx: _serialise(mapper.dns(tx))
             self._tls_event = lambda hs: _serialise(mapper.tls(hs, where))
+            self._http_event = lambda tx: _serialise(mapper.http(tx, where))
         else:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
             self._flow_event = lambda flow: mapper.flow(flow, where)
             self._dns_event = mapper.dns
             self._tls_event = lambda hs: mapper.tls(hs, where)
+            self._http_event = lambda tx: mapper.http(tx, where)
 
     def start_part(self, path: str, key: str, stats: FileStats) -> None:
         """Go on with the next file of a capture set: its own names and frame numbers, the
@@ -310,6 +316,7 @@ class FrameConverter:
         traffic = self.traffic.add if self.traffic is not None else None
         dns = self.dns
         tls = self.tls
+        http = self.http
         timed = tracker is not None or dns is not None  # something expires on capture time
         if timed and sweeps is None:
             sweeps, self._next_sweep_ns = sweep_points(batch, self._next_sweep_ns)
@@ -330,6 +337,7 @@ class FrameConverter:
                         if (
                             table.ended  # type: ignore[union-attr]
                             or (tls is not None and tls.ended)
+                            or (http is not None and http.ended)
                             or (dns is not None and dns.ended)
                         ):
                             self._flow_events(
@@ -418,6 +426,17 @@ class FrameConverter:
                 if indices is not None:
                     indices.append((*key, TLS_ORDER + _handshake_order(hs)))
             self.stats.events["tls"] += len(handshakes)
+        http = self.http
+        if http is not None and http.ended:
+            transactions = http.take_ended()
+            transactions.sort(key=_transaction_order)
+            http_event = self._http_event
+            assert http_event is not None
+            for tx in transactions:
+                append(http_event(tx))
+                if indices is not None:
+                    indices.append((*key, HTTP_ORDER + _transaction_order(tx)))
+            self.stats.events["http"] += len(transactions)
         if self.dns is not None and self.dns.ended:  # DNS over TCP, read from the streams
             self._dns_events(self.dns.take_ended(), key, append, indices)
 
@@ -471,6 +490,8 @@ class FrameConverter:
             self.stats.extractors.update(self.dns.counters())
         if self.tls is not None:
             self.stats.extractors["tls_errors"] += self.tls.errors
+        if self.http is not None:
+            self.stats.extractors.update(self.http.counters)
         if self.traffic is not None and with_stats:
             name, key = self.capture_name, self.capture_key
             if self.parts.parts:  # a capture set: named after its first file
@@ -557,6 +578,13 @@ class FanOut:
 def _handshake_order(hs: TlsHandshake) -> int:
     """A handshake's place among those finished together: its flow, then its number."""
     return hs.flow.first_index * 16 + min(hs.number, 15)
+
+
+def _transaction_order(tx: HttpTransaction) -> int:
+    """An HTTP transaction's place among those finished together: its flow, then its number
+    (2**20 transactions per connection before two could tie, and a tie keeps worker order:
+    one flow's events all come from one worker)."""
+    return (tx.flow.first_index << 20) + min(tx.number, (1 << 20) - 1)
 
 
 def order_key(key: int | tuple[int, int, int]) -> tuple[int, int, int]:

@@ -37,6 +37,7 @@ from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
 from pipeline.extract.dns import DnsTransaction, transaction_event
+from pipeline.extract.http import HttpMessage, HttpTransaction, sniff_mime_type
 from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
 from pipeline.flows.table import Flow
 from pipeline.flows.traffic import NS, PROTOCOL_CLASSES, TrafficSummary
@@ -47,6 +48,8 @@ DATASET_ANOMALY = "pcap_ingest.anomaly"
 DATASET_FLOW = "pcap_ingest.flow"
 DATASET_STATS = "pcap_ingest.stats"
 DATASET_TLS = "pcap_ingest.tls"
+DATASET_HTTP = "pcap_ingest.http"
+_CATEGORY_WEB = ("network", "web")
 _TLS_VERSIONS = {0x0300: "3.0", 0x0301: "1.0", 0x0302: "1.1", 0x0303: "1.2", 0x0304: "1.3"}
 _TYPE_PROTOCOL = ("protocol",)
 MODULE = "pcap_ingest"
@@ -459,6 +462,106 @@ class EcsMapper:
             "pcap": {"file": file, "frame": frame, "tls": detail},
         }
 
+    def http(self, tx: HttpTransaction, where: FrameLocator | None = None) -> dict[str, Any]:
+        """An HTTP/1.x transaction event (``event.dataset: pcap_ingest.http``): the request and
+        the response that answered it, either possibly missing; source = the client.
+
+        ``url.*`` from the request target and the Host header; ``http.*.body.bytes`` count the
+        body as framed on the wire (chunk framing excluded, content codings not undone);
+        ``http.response.mime_type`` is sniffed from the body's first bytes, as ECS asks, and
+        the declared Content-Type is in ``pcap.http.response_content_type``.
+        ``event.duration`` runs from the request's first byte to the response's last.
+        """
+        flow, request, response = tx.flow, tx.request, tx.response
+        texts = self.texts
+        if tx.client_is_originator:
+            client, client_port, server, server_port = (
+                flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port
+            )  # fmt: skip
+        else:
+            client, client_port, server, server_port = (
+                flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port
+            )  # fmt: skip
+        first_index = tx.first_index
+        if where is None:
+            file, key, frame = self.capture_path, self.capture_key, first_index
+        else:
+            file, key, frame = where(first_index)
+        http: dict[str, Any] = {}
+        detail: dict[str, Any] = {"transaction": tx.number}
+        event: dict[str, Any] = {
+            "id": f"{key}-http-{flow.first_index}-{tx.number}",
+            "kind": "event",
+            "category": _CATEGORY_WEB,
+            "type": _TYPE_PROTOCOL,
+            "dataset": DATASET_HTTP,
+            "module": MODULE,
+        }
+        doc: dict[str, Any] = {
+            "@timestamp": memo_timestamp(tx.start_ns),
+            "ecs": {"version": ECS_VERSION},
+            "event": event,
+            "source": {"ip": texts.ip(client), "port": client_port},
+            "destination": {"ip": texts.ip(server), "port": server_port},
+            "network": {
+                "type": _NETWORK_TYPES.get(flow.ip_version),
+                "transport": "tcp",
+                "iana_number": "6",
+                "protocol": "http",
+                "community_id": texts.community_id(6, client, server, client_port, server_port),
+            },
+        }
+        if request is not None:
+            http["version"] = _text(request.version)
+            http["request"] = {
+                "method": _text(request.method),
+                "bytes": request.head_bytes + request.body_bytes,
+                "body": {"bytes": request.body_bytes},
+            }
+            referrer = request.header(b"referer")
+            if referrer is not None:
+                http["request"]["referrer"] = _text(referrer)
+            mime = sniff_mime_type(request.body_prefix)
+            if mime is not None:
+                http["request"]["mime_type"] = mime
+            doc["url"] = _url(request)
+            agent = request.header(b"user-agent")
+            if agent is not None:
+                doc["user_agent"] = {"original": _text(agent)}
+            if not request.complete:
+                detail["request_incomplete"] = True
+        if response is not None:
+            http.setdefault("version", _text(response.version))
+            http["response"] = {
+                "status_code": response.status,
+                "bytes": response.head_bytes + response.body_bytes,
+                "body": {"bytes": response.body_bytes},
+            }
+            mime = sniff_mime_type(response.body_prefix)
+            if mime is not None:
+                http["response"]["mime_type"] = mime
+            content_type = response.header(b"content-type")
+            if content_type is not None:
+                detail["response_content_type"] = _text(content_type)
+            if not response.complete:
+                detail["response_incomplete"] = True
+            event["outcome"] = "failure" if response.status >= 400 else "success"
+            start = request.start_ns if request is not None else response.start_ns
+            event["duration"] = max(0, response.end_ns - start)
+        elif tx.response_lost:
+            detail["response_lost"] = True  # in a capture gap (missed bytes)
+        else:
+            detail["unanswered"] = True
+        if request is None:
+            detail["unsolicited"] = True
+        if tx.interim:
+            detail["interim_status_codes"] = tx.interim
+        if tx.errors:
+            detail["errors"] = [{"type": e.kind, "message": e.detail} for e in tx.errors[:4]]
+        doc["http"] = http
+        doc["pcap"] = {"file": file, "frame": frame, "http": detail}
+        return doc
+
     def flow(self, flow: Flow, where: FrameLocator | None = None) -> dict[str, Any]:
         """The connection record of a flow that ended (``event.dataset: pcap_ingest.flow``).
 
@@ -651,3 +754,57 @@ def stats_event(summary: TrafficSummary, capture_name: str, capture_key: str) ->
         "network": {"packets": summary.packets, "bytes": summary.bytes},
         "pcap": {"file": capture_name, "stats": stats},
     }
+
+
+def _text(raw: bytes) -> str:
+    """Header and request-line bytes as text: UTF-8 where valid (as browsers send), other
+    bytes escaped (``\\xNN``) so the event stays valid JSON and nothing is lost."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _url(request: HttpMessage) -> dict[str, Any]:
+    """ECS ``url.*`` of a request: the target as sent, and its parts. An absolute target (a
+    proxy request) names its own host; otherwise the Host header does."""
+    target = request.target
+    url: dict[str, Any] = {"original": _text(target)}
+    authority = request.header(b"host")
+    path = target
+    scheme_end = target.find(b"://")
+    if scheme_end > 0 and b"/" not in target[:scheme_end]:
+        url["scheme"] = _text(target[:scheme_end].lower())
+        rest = target[scheme_end + 3 :]
+        slash = rest.find(b"/")
+        authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+    elif request.method == b"CONNECT" and not target.startswith(b"/"):
+        authority, path = target, b""  # "CONNECT host:port"
+    if authority:
+        host, port = _split_authority(authority)
+        url["domain"] = _text(host)
+        if port is not None:
+            url["port"] = port
+    path, _, fragment = path.partition(b"#")
+    path, question, query = path.partition(b"?")
+    if path:
+        url["path"] = _text(path)
+    if question:
+        url["query"] = _text(query)
+    if fragment:
+        url["fragment"] = _text(fragment)
+    return url
+
+
+def _split_authority(authority: bytes) -> tuple[bytes, int | None]:
+    """Host and port of ``host[:port]`` (``[v6]:port`` too); userinfo dropped. The host keeps
+    its case as sent (evidence: DNS names compare case-insensitively, but odd case is a
+    signal)."""
+    authority = authority.rpartition(b"@")[2].strip()
+    if authority.startswith(b"["):
+        close = authority.find(b"]")
+        host, rest = authority[1 : close if close > 0 else None], authority[close + 1 :]
+    else:
+        host, _, port_text = authority.partition(b":")
+        rest = b":" + port_text if port_text else b""
+    port = rest[1:]
+    if port.isdigit() and 0 < int(port) < 65536:
+        return host, int(port)
+    return host, None

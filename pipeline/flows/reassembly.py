@@ -168,6 +168,23 @@ class StreamReassembler:
         self._update_closed()
         return b"".join(out)
 
+    def acked(self, ack: int) -> bytes:
+        """The receiver acknowledged every byte before the raw sequence number `ack`: holes
+        below it were received but not captured, so they never fill. Skip them (missed bytes)
+        and deliver the held pieces that follow, as Zeek does on a content gap. A hole that
+        reaches past `ack` stays: its end may still come."""
+        if not self._keys or self._base is None or self._flushed:
+            return b""
+        offset = self._unwrap(ack)
+        if offset is None or offset <= self._next:
+            return b""
+        out: list[bytes] = []
+        while self._keys and self._keys[0] <= offset:
+            self._skip_to(self._keys[0])
+            self._drain(out)
+        self._update_closed()
+        return b"".join(out)
+
     def _unwrap(self, seq: int) -> int | None:
         """Map a raw seq to a stream offset near the delivered point, or None if out of window."""
         base = 0 if self._base is None else self._base  # Always set by the caller; no assert.

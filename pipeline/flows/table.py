@@ -562,6 +562,12 @@ class FlowTable:
                 direction.end += seg_len
             if self.subscriber is not None:
                 self._stream(flow, from_orig, tcp_flags, seq, data[start:end])
+        if self.subscriber is not None and tcp_flags & ACK:
+            # The peer's stream holds bytes past a hole this side has acknowledged: the hole
+            # was received but not captured and will never fill (Zeek's content gap).
+            peer = flow.resp_stream if from_orig else flow.orig_stream
+            if peer is not None and peer.buffered_bytes:
+                self._acked(flow, not from_orig, peer, ack)
 
     def _arrive(
         self,
@@ -910,6 +916,14 @@ class FlowTable:
             data += stream.skip_holes()
             self.buffered_bytes -= before
         if data and subscriber.data(flow, from_orig, data) is False:
+            self._release(flow)
+
+    def _acked(self, flow: Flow, from_orig: bool, stream: StreamReassembler, ack: int) -> None:
+        held = stream.buffered_bytes
+        data = stream.acked(ack)
+        self.buffered_bytes += stream.buffered_bytes - held
+        subscriber = flow.subscriber
+        if data and subscriber is not None and subscriber.data(flow, from_orig, data) is False:
             self._release(flow)
 
     def _close_streams(self, flow: Flow) -> None:
