@@ -398,3 +398,17 @@ def test_skip_holes_gives_up_the_gaps_and_goes_on() -> None:
     assert stream.segment(115, b"cc") == b"cc"  # the stream goes on
     assert stream.segment(100, b"a" * 10) == b""  # the hole's bytes, too late: duplicates
     assert stream.delivered_bytes == 7
+
+
+def test_a_hole_the_receiver_acknowledged_is_skipped_at_once() -> None:
+    """Bytes acknowledged but never captured will not come again: `acked` gives the hole up
+    (missed bytes) and delivers what follows, instead of holding it until the flow ends."""
+    stream = StreamReassembler()
+    stream.syn(999)  # data starts at 1000
+    assert stream.segment(1000, b"abc") == b"abc"
+    assert stream.segment(1010, b"after-gap") == b""  # bytes 1003..1009 not captured
+    assert stream.acked(1005) == b""  # the hole reaches past the ack: its end may still come
+    assert stream.acked(1019) == b"after-gap"
+    assert stream.missed_bytes == 7 and stream.buffered_bytes == 0
+    assert stream.segment(1019, b"more") == b"more"
+    assert stream.acked(5000) == b""  # nothing held: nothing to do
