@@ -162,12 +162,14 @@ def test_end_to_end_profile(benchmark: Any, tmp_path: Path, profile: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("dataset", "profile"), [("dns", "dns-heavy"), ("tls", "tls-heavy")], ids=["dns", "tls"]
+    ("dataset", "profile"),
+    [("dns", "dns-heavy"), ("tls", "tls-heavy"), ("http", "http-heavy")],
+    ids=["dns", "tls", "http"],
 )
 def test_extraction(benchmark: Any, tmp_path: Path, dataset: str, profile: str) -> None:
     """An extractor as users run it: `convert --extract DATASET` in one process on its
-    workload — framing, decode, the flow table's reassembly for TLS (and DNS over TCP), the
-    extractor, its events and zstd. events/s counts its transactions or handshakes."""
+    workload — framing, decode, the flow table's reassembly for TLS and HTTP (and DNS over
+    TCP), the extractor, its events and zstd. events/s counts its transactions or handshakes."""
     capture = workload(PROFILE_PACKETS, profile=profile)
     seen: dict[str, int] = {}
 

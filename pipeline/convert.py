@@ -28,6 +28,7 @@ from pipeline.capture import Capture, CaptureOpenError, Frame, FramingError, ope
 from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
+from pipeline.extract import ExtractorAnomaly
 from pipeline.extract.dns import DnsExtractor, DnsTransaction, transaction_frame
 from pipeline.extract.http import HttpExtractor, HttpTransaction
 from pipeline.extract.tls import TlsExtractor, TlsHandshake
@@ -65,6 +66,8 @@ END_OF_INPUT_KEY = 1 << 62
 DNS_ORDER = 1 << 61
 TLS_ORDER = 1 << 60
 HTTP_ORDER = 1 << 59
+# Extractor anomalies go after the events of the same step (lifted past HTTP's).
+EXTRACTOR_ANOMALY_ORDER = 1 << 58
 # Frames per batch: big enough to amortise the per-batch join/write/compress calls, small
 # enough that a batch of 1500-byte frames stays within a few MiB.
 DEFAULT_BATCH_FRAMES = 1024
@@ -225,6 +228,7 @@ class FrameConverter:
         self.http = HttpExtractor() if "http" in options.extract else None
         # Extractors that read TCP streams subscribe to the flow table's reassembly.
         readers = [r for r in (self.tls, self.http, self.dns) if r is not None]
+        self.extractors: list[TlsExtractor | HttpExtractor | DnsExtractor] = readers
         self.tracker = (
             FlowTracker(options.flow_table(workers, FanOut.of(readers)))
             if self.want_flow or readers
@@ -245,6 +249,7 @@ class FrameConverter:
         self._dns_event: Callable[[DnsTransaction], Any] | None = None
         self._tls_event: Callable[[TlsHandshake], Any] | None = None
         self._http_event: Callable[[HttpTransaction], Any] | None = None
+        self._extractor_anomaly_event: Callable[[ExtractorAnomaly], Any] | None = None
         self.capture_key = ""
         self.parts = CaptureSet()  # a capture set's files so far; empty for one capture
 
@@ -263,6 +268,7 @@ class FrameConverter:
             self._dns_event = lambda tx: _serialise(mapper.dns(tx))
             self._tls_event = lambda hs: _serialise(mapper.tls(hs, where))
             self._http_event = lambda tx: _serialise(mapper.http(tx, where))
+            self._extractor_anomaly_event = lambda a: _serialise(mapper.extractor_anomaly(a, where))
         else:
             self._packet_event = mapper.packet
             self._framing_event = mapper.framing_error
@@ -270,6 +276,7 @@ class FrameConverter:
             self._dns_event = mapper.dns
             self._tls_event = lambda hs: mapper.tls(hs, where)
             self._http_event = lambda tx: mapper.http(tx, where)
+            self._extractor_anomaly_event = lambda a: mapper.extractor_anomaly(a, where)
 
     def start_part(self, path: str, key: str, stats: FileStats) -> None:
         """Go on with the next file of a capture set: its own names and frame numbers, the
@@ -336,8 +343,9 @@ class FrameConverter:
                         track(record, pkt)  # type: ignore[arg-type]
                         if (
                             table.ended  # type: ignore[union-attr]
-                            or (tls is not None and tls.ended)
-                            or (http is not None and http.ended)
+                            or (tls is not None and (tls.ended or tls.anomalies))
+                            or (http is not None and (http.ended or http.anomalies))
+                            or (dns is not None and dns.anomalies)
                             or (dns is not None and dns.ended)
                         ):
                             self._flow_events(
@@ -351,6 +359,8 @@ class FrameConverter:
                         dns.packet(record, pkt)
                         if dns.ended:
                             self._dns_events(dns.take_ended(), (record.index, 3), append, indices)
+                        if dns.anomalies:
+                            self._extractor_anomalies((record.index, 3), append, indices)
                 else:
                     anomalies[error] += 1
                     if want_anomaly:
@@ -439,6 +449,32 @@ class FrameConverter:
             self.stats.events["http"] += len(transactions)
         if self.dns is not None and self.dns.ended:  # DNS over TCP, read from the streams
             self._dns_events(self.dns.take_ended(), key, append, indices)
+        self._extractor_anomalies(key, append, indices)
+
+    def _extractor_anomalies(
+        self, key: tuple[int, int], append: Callable[[Any], None], indices: list[Any] | None
+    ) -> None:
+        """Anomaly events of what the extractors could not read, counted per extractor
+        (``<extractor>_anomalies``) whether or not the anomaly dataset is written."""
+        for extractor in self.extractors:
+            anomalies = extractor.anomalies
+            if not anomalies:
+                continue
+            extractor.anomalies = []
+            name = anomalies[0].extractor
+            self.stats.extractors[f"{name}_anomalies"] += len(anomalies)
+            if not self.want_anomaly:
+                continue
+            event = self._extractor_anomaly_event
+            if event is None:
+                self._start(None)
+                event = self._extractor_anomaly_event
+            assert event is not None
+            for anomaly in anomalies:
+                append(event(anomaly))
+                if indices is not None:
+                    indices.append((*key, EXTRACTOR_ANOMALY_ORDER + anomaly.frame_index))
+            self.stats.events["anomaly"] += len(anomalies)
 
     def _undecoded(self, batch: list[Frame | FramingError], record: FramingError) -> None:
         """A framing error in the traffic statistics, at the last good frame's time."""

@@ -72,7 +72,7 @@ def test_flows_and_stats_are_the_same_for_any_worker_count(tmp_path: Path) -> No
     path = tmp_path / "mix.pcap"
     path.write_bytes(pcap_bytes(records))
     options = {
-        "extract": ("packet", "anomaly", "flow", "stats", "dns", "tls"),
+        "extract": ("packet", "anomaly", "flow", "stats", "dns", "tls", "http"),
         "stats_interval": 2.0,
         "tcp_timeout": 3.0,
         "udp_timeout": 2.0,
@@ -84,6 +84,7 @@ def test_flows_and_stats_are_the_same_for_any_worker_count(tmp_path: Path) -> No
     assert datasets["pcap_ingest.packet"] == 20_000
     assert datasets["pcap_ingest.flow"] > 100 and datasets["pcap_ingest.stats"] > 2
     assert datasets["pcap_ingest.dns"] > 20 and datasets["pcap_ingest.tls"] > 20
+    assert datasets["pcap_ingest.http"] > 20
     reasons = Counter(e["event"]["reason"] for e in events if "reason" in e["event"])
     assert reasons["idle_timeout"] > 0 and reasons["end_of_input"] > 0
     whole = [e for e in events if e["event"]["id"].endswith("-stats")]

@@ -36,6 +36,7 @@ from pipeline.capture.frame import Frame, FramingError
 from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
+from pipeline.extract import ExtractorAnomaly
 from pipeline.extract.dns import DnsTransaction, transaction_event
 from pipeline.extract.http import HttpMessage, HttpTransaction, sniff_mime_type
 from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
@@ -354,6 +355,43 @@ class EcsMapper:
                 "anomaly_layer": "capture",
                 "anomaly_fatal": err.fatal,
             },
+        }
+
+    def extractor_anomaly(
+        self, anomaly: ExtractorAnomaly, where: FrameLocator | None = None
+    ) -> dict[str, Any]:
+        """The anomaly event of something an extractor could not read (a malformed message, a
+        cap, a parser bug): ``error.type`` ``<extractor>_<kind>``, the frame whose bytes
+        completed it, and the connection's endpoints (the client as source where known)."""
+        if where is None:
+            file, key, frame = self.capture_path, self.capture_key, anomaly.frame_index
+        else:
+            file, key, frame = where(anomaly.frame_index)
+        ip_version, src, sport, dst, dport, protocol = anomaly.endpoints
+        texts = self.texts
+        extractor = anomaly.extractor
+        return {
+            "@timestamp": format_timestamp(anomaly.ts_ns),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "id": f"{key}-{extractor}-anomaly-{frame}-{anomaly.number}",
+                "kind": "event",
+                "category": _CATEGORY_NETWORK,
+                "type": _TYPE_ERROR,
+                "dataset": DATASET_ANOMALY,
+                "module": MODULE,
+            },
+            "error": {"type": f"{extractor}_{anomaly.kind}", "message": anomaly.detail},
+            "source": {"ip": texts.ip(src), "port": sport},
+            "destination": {"ip": texts.ip(dst), "port": dport},
+            "network": {
+                "type": _NETWORK_TYPES.get(ip_version),
+                "transport": TRANSPORT_NAMES.get(protocol, str(protocol)),
+                "iana_number": str(protocol),
+                "protocol": extractor,
+                "community_id": texts.community_id(protocol, src, dst, sport, dport),
+            },
+            "pcap": {"file": file, "frame": frame, "anomaly_layer": extractor},
         }
 
     def dns(self, tx: DnsTransaction) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from pipeline.extract import ExtractorAnomaly, flow_endpoints
+
 # --- Limits -------------------------------------------------------------------------------
 # A name longer than this many wire octets (RFC 1035 §2.3.4: 255) is kept cut at the limit and
 # flagged "name_capped"; reading it stops once its end in the message is known.
@@ -647,7 +649,7 @@ class DnsExtractor:
     DNS over TCP (`wants`/`data`/`closed`); DNS in IP fragments is not read yet (issue #5).
     """
 
-    __slots__ = ("_tcp", "ended", "malformed", "messages", "pairs")
+    __slots__ = ("_tcp", "_tcp_anomalies", "anomalies", "ended", "malformed", "messages", "pairs")
 
     def __init__(self) -> None:
         self.pairs = DnsTransactions()
@@ -655,6 +657,8 @@ class DnsExtractor:
         self.messages = 0
         self.malformed = 0  # payloads that are not a DNS message at all (header cut short)
         self._tcp: dict[tuple[Any, bool], bytes] = {}  # (flow, from originator) → unread bytes
+        self.anomalies: list[ExtractorAnomaly] = []
+        self._tcp_anomalies: dict[Any, int] = {}  # flow → anomalies reported (numbering)
 
     def packet(self, frame: Any, pkt: Any) -> None:
         data = frame.data
@@ -666,10 +670,24 @@ class DnsExtractor:
             end = min(end, start - 8 + length)
         msg = parse_message(bytes(data[start:end]))
         self.messages += 1
-        if isinstance(msg, DnsError):
-            self.malformed += 1
-            return
         src, dst, sport, dport = pkt[7], pkt[8], pkt[14], pkt[15]
+        if isinstance(msg, DnsError) or msg.error is not None:
+            error = msg if isinstance(msg, DnsError) else msg.error
+            assert error is not None
+            self.anomalies.append(
+                ExtractorAnomaly(
+                    "dns",
+                    error.reason,
+                    error.detail,
+                    frame.index,
+                    frame.ts_ns,
+                    (pkt[6], src, sport, dst, dport, 17),
+                    1,
+                )
+            )
+            if isinstance(msg, DnsError):
+                self.malformed += 1
+                return
         flow_key = (
             (src, sport, dst, dport) if (src, sport) <= (dst, dport) else (dst, dport, src, sport)
         )
@@ -694,6 +712,7 @@ class DnsExtractor:
         messages, rest = tcp_messages(self._tcp.pop(key, b"") + data)
         if len(rest) > MAX_TCP_PENDING:
             self.malformed += 1  # not DNS, or a message past any sane size: give up the flow
+            self._tcp_anomaly(flow, REASON_LIMIT, "%d bytes and no whole message" % len(rest))
             self.closed(flow)
             return False
         if rest:
@@ -706,9 +725,13 @@ class DnsExtractor:
         for payload in messages:
             msg = parse_message(payload)
             self.messages += 1
-            if isinstance(msg, DnsError):
-                self.malformed += 1
-                continue
+            if isinstance(msg, DnsError) or msg.error is not None:
+                error = msg if isinstance(msg, DnsError) else msg.error
+                assert error is not None
+                self._tcp_anomaly(flow, error.reason, error.detail)
+                if isinstance(msg, DnsError):
+                    self.malformed += 1
+                    continue
             forward = (src, sport) <= (dst, dport)
             flow_key = (src, sport, dst, dport) if forward else (dst, dport, src, sport)
             ts_ns = flow.last_ns
@@ -723,6 +746,15 @@ class DnsExtractor:
     def closed(self, flow: Any) -> None:
         self._tcp.pop((flow, True), None)
         self._tcp.pop((flow, False), None)
+        self._tcp_anomalies.pop(flow, None)
+
+    def _tcp_anomaly(self, flow: Any, kind: str, detail: str) -> None:
+        number = self._tcp_anomalies[flow] = self._tcp_anomalies.get(flow, 0) + 1
+        self.anomalies.append(
+            ExtractorAnomaly(
+                "dns", kind, detail, flow.last_index, flow.last_ns, flow_endpoints(flow), number
+            )
+        )
 
     def sweep(self, clock_ns: int) -> list[DnsTransaction]:
         return list(self.pairs.expire(clock_ns))

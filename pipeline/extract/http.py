@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, NamedTuple
 
+from pipeline.extract import ExtractorAnomaly, flow_endpoints
+
 # Request/status line plus headers. Real heads are under 8 KiB (common server limits are
 # 8-16 KiB per line, 64-100 headers); past these, the stream is not read on.
 MAX_HEAD_BYTES = 64 * 1024
@@ -612,9 +614,10 @@ class HttpTransaction:
 
 
 class _Connection:
-    __slots__ = ("client_is_originator", "number", "open", "streams")
+    __slots__ = ("anomalies", "client_is_originator", "number", "open", "streams")
 
     def __init__(self) -> None:
+        self.anomalies = 0  # reported so far, numbering the next
         self.streams: dict[bool, HttpStream] = {}  # keyed by "from the originator"
         self.client_is_originator = True
         self.open: deque[HttpTransaction] = deque()  # oldest first
@@ -632,6 +635,7 @@ class HttpExtractor:
     def __init__(self) -> None:
         self._connections: dict[Any, _Connection] = {}
         self.ended: list[HttpTransaction] = []
+        self.anomalies: list[ExtractorAnomaly] = []
         self.counters: dict[str, int] = {
             "http_errors": 0,
             "http_limits": 0,
@@ -653,8 +657,12 @@ class HttpExtractor:
             conn.streams[client_is_originator] = HttpStream(requests=True)
             conn.streams[not client_is_originator] = HttpStream(requests=False)
         stream = conn.streams[from_originator]
+        errors_before = len(stream.errors)
         for what, message in stream.feed(data, flow.last_ns, flow.last_index):
             self._message(flow, conn, stream.requests, what, message)
+        if len(stream.errors) > errors_before:
+            for error in stream.errors[errors_before:]:
+                self._anomaly(flow, conn, error.kind, error.detail)
         requests = conn.streams[conn.client_is_originator]
         responses = conn.streams[not conn.client_is_originator]
         # Both sides are read until both stop: a server may answer requests we could not read.
@@ -681,6 +689,9 @@ class HttpExtractor:
                 conn.streams[not conn.client_is_originator].request_methods.append(message.method)
                 if len(conn.open) >= MAX_OPEN_TRANSACTIONS:
                     self.counters["http_limits"] += 1
+                    self._anomaly(
+                        flow, conn, ERROR_LIMIT, "more than %d requests waiting" % len(conn.open)
+                    )
                     self._end(conn, conn.open.popleft())
                 tx = self._new(flow, conn)
                 tx.request = message
@@ -714,6 +725,20 @@ class HttpExtractor:
                 conn.open.append(tx)
         else:
             self._settle(conn)
+
+    def _anomaly(self, flow: Any, conn: _Connection, kind: str, detail: str) -> None:
+        conn.anomalies += 1
+        self.anomalies.append(
+            ExtractorAnomaly(
+                "http",
+                kind,
+                detail,
+                flow.last_index,
+                flow.last_ns,
+                flow_endpoints(flow, conn.client_is_originator),
+                conn.anomalies,
+            )
+        )
 
     def _new(self, flow: Any, conn: _Connection) -> HttpTransaction:
         conn.number += 1

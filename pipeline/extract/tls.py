@@ -35,6 +35,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from pipeline.extract import ExtractorAnomaly, flow_endpoints
+
 # Record content types (RFC 8446 5.1; 24 = heartbeat, RFC 6520).
 CONTENT_CHANGE_CIPHER_SPEC = 20
 CONTENT_ALERT = 21
@@ -591,9 +593,10 @@ class TlsHandshake(NamedTuple):
 
 
 class _FlowState:
-    __slots__ = ("client", "hello", "hellos", "retry", "streams")
+    __slots__ = ("anomalies", "client", "hello", "hellos", "retry", "streams")
 
     def __init__(self) -> None:
+        self.anomalies = 0  # reported so far, numbering the next
         self.streams = (TlsStream(), TlsStream())  # originator's bytes, responder's bytes
         self.hello: ClientHello | None = None
         self.client = True  # whether the originator sent the ClientHello
@@ -614,6 +617,7 @@ class TlsExtractor:
     def __init__(self) -> None:
         self._flows: dict[Any, _FlowState] = {}
         self.ended: list[TlsHandshake] = []
+        self.anomalies: list[ExtractorAnomaly] = []
         self.errors = 0
 
     def wants(self, flow: Any) -> bool:
@@ -624,6 +628,37 @@ class TlsExtractor:
         if state is None:
             state = self._flows[flow] = _FlowState()
         stream = state.streams[0 if from_originator else 1]
+        errors_before = len(stream.errors)
+        self._read(flow, state, stream, from_originator, data)
+        # Reported only once the bytes were TLS (a record read): a stream that is another
+        # protocol stops with an error too, and that is no anomaly.
+        if len(stream.errors) > errors_before and stream.records:
+            for error in stream.errors[errors_before:]:
+                state.anomalies += 1
+                self.anomalies.append(
+                    ExtractorAnomaly(
+                        "tls",
+                        error.kind,
+                        error.detail,
+                        flow.last_index,
+                        flow.last_ns,
+                        flow_endpoints(flow),
+                        state.anomalies,
+                    )
+                )
+        if state.hello is not None or state.retry:
+            return True
+        if all(s.stopped is not None for s in state.streams):
+            return self._release(flow)
+        if stream.stopped is not None and state.hellos:
+            return self._release(flow)  # the handshake is done; the rest is encrypted
+        if not state.hellos and stream.stopped == STOP_ERROR:
+            return self._release(flow)  # not TLS
+        return True
+
+    def _read(
+        self, flow: Any, state: _FlowState, stream: TlsStream, from_originator: bool, data: bytes
+    ) -> None:
         for message in stream.feed(data):
             if message.msg_type == HANDSHAKE_CLIENT_HELLO:
                 hello = parse_client_hello(message.body)
@@ -639,15 +674,6 @@ class TlsExtractor:
                     stream.errors.append(server)
                     continue
                 self._end(flow, state, server)
-        if state.hello is not None or state.retry:
-            return True
-        if all(s.stopped is not None for s in state.streams):
-            return self._release(flow)
-        if stream.stopped is not None and state.hellos:
-            return self._release(flow)  # the handshake is done; the rest is encrypted
-        if not state.hellos and stream.stopped == STOP_ERROR:
-            return self._release(flow)  # not TLS
-        return True
 
     def closed(self, flow: Any) -> None:
         state = self._flows.pop(flow, None)

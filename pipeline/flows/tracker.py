@@ -83,6 +83,7 @@ class FlowTracker:
         self.tunnelled = 0
         self.datagrams = 0
         self.fragment_errors = 0
+        self.tunnel_errors = 0  # tunnels too deep or with a broken inner packet
 
     def frame(self, frame: Frame, pkt: Packet) -> None:
         """Account one decoded frame that has an IP header."""
@@ -95,6 +96,9 @@ class FlowTracker:
             return True
         inner = decapsulate(pkt, frame.data)  # type: ignore[arg-type]
         if inner is None or inner[0].error is not None or inner[0].src_ip is None:
+            if inner is not None and inner[0].error is not None:
+                # Nested past the depth cap, or a broken inner packet: the outer flow counts it.
+                self.tunnel_errors += 1
             return False
         self.tunnelled += 1
         self.table.packet(frame, inner[0], inner[1])
@@ -171,6 +175,7 @@ class FlowTracker:
             "fragment_errors": self.fragment_errors
             + defrag.inconsistent_datagrams
             + defrag.oversize_datagrams,
+            "tunnel_errors": self.tunnel_errors,
         }
 
 
