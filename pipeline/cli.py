@@ -205,6 +205,48 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--json", action="store_true", help="print pcap_ingest.stats events as NDJSON"
     )
+    carve = commands.add_parser(
+        "extract",
+        help="write the packets behind events, a flow or a filter to a pcap",
+        description="Write the packets behind a selection to a pcap (the selections combine "
+        "as AND): events by id (a flow event: all its packets), a community id, a 5-tuple, "
+        "a capture-time range.",
+    )
+    carve.add_argument(
+        "captures",
+        nargs="*",
+        metavar="CAPTURE",
+        help="capture file, directory or glob (default: the pcap.file of the --event-id events)",
+    )
+    carve.add_argument(
+        "-o", "--output", required=True, metavar="OUT.pcap", help="the pcap to write, or - (stdout)"
+    )
+    carve.add_argument(
+        "--event-id", action="append", default=[], metavar="ID", help="an event's event.id"
+    )
+    carve.add_argument(
+        "--events",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FILE",
+        help="event files (.ndjson, .ndjson.zst) to look the --event-id ids up in",
+    )
+    carve.add_argument(
+        "--community-id", action="append", default=[], metavar="CID", help="a Community ID"
+    )
+    carve.add_argument(
+        "--tuple",
+        action="append",
+        default=[],
+        metavar="PROTO:SRC:SPORT:DST:DPORT",
+        help="either direction; * for any; IPv6 in brackets",
+    )
+    carve.add_argument(
+        "--time-from", metavar="TIME", help="capture time, ISO 8601 or epoch seconds (included)"
+    )
+    carve.add_argument("--time-to", metavar="TIME", help="capture time (included)")
+    carve.add_argument("--force", action="store_true", help="replace an existing output")
     return parser
 
 
@@ -217,6 +259,30 @@ def _stats(args: argparse.Namespace) -> int:
         _say("interrupted")
         return EXIT_SIGINT
     except BrokenPipeError:  # `pcap-ingest stats x | head`: quietly, as convert does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from pipeline.carve import extract_command
+
+    try:
+        return extract_command(
+            args.captures,
+            args.output,
+            event_ids=args.event_id,
+            events_files=args.events,
+            community_ids=args.community_id,
+            tuples=args.tuple,
+            time_from=args.time_from,
+            time_to=args.time_to,
+            force=args.force,
+        )
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return EXIT_SIGINT
+    except BrokenPipeError:  # `pcap-ingest extract ... -o - | tshark -r - ...` quitting early
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
@@ -238,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "stats":
         return _stats(args)
+    if args.command == "extract":
+        return _extract(args)
     if args.workers < 0:
         _say("error: --workers must be 0 or more (see pcap-ingest --help)")
         return EXIT_USAGE
