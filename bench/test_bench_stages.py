@@ -7,12 +7,12 @@ The data path, in order, and where each stage is measured:
 - L2–L4 decode: `test_stage_decode` (`decode_packet`); MB/s of the captured bytes
 - flow table: test_bench_flows.py::test_stage_flow_table
 - reassembly: `test_stage_reassembly` (`StreamReassembler` on ooo-holes); MB/s of TCP payload
-- DNS / HTTP / TLS extraction: `test_stage_pending` (issue #5: no extractors yet)
+- DNS / HTTP / TLS extraction: test_bench_convert.py::test_extraction (`convert --extract X`)
 - schema mapping: `test_stage_mapping` (`EcsMapper.packet` dicts, the API path)
 - flow events: test_bench_flows.py::test_stage_flow_events; MB/s of the NDJSON out
 - serialisation: `test_stage_serialisation` (`PacketLineEncoder`: the converter's path)
 - compression: `test_stage_compression` (zstd level 3, 4096-line chunks); MB/s of NDJSON in
-- sinks: `test_stage_pending` (issue #6: no network sinks yet)
+- sinks: bench/test_bench_sink_{kafka,bulk,syslog}.py, events/s against local servers
 
 Workloads: the first ``STAGE_PACKETS`` records (200k; ``PCAP_INGEST_BENCH_STAGE_PACKETS``) of
 the 'mix' capture for decode, mapping, serialisation and compression (what they need is held in
@@ -56,16 +56,6 @@ ZSTD_LEVEL = 3  # the file sink's default (pipeline.sinks.files.DEFAULT_ZSTD_LEV
 CHUNK_LINES = 4096  # lines per sink write, as pipeline.convert.ChunkWriter joins them
 SYN, FIN = 0x02, 0x01
 PROTO_TCP = 6
-
-# Stages of issue #7's list that have no code to measure yet. A hook, not a benchmark: when
-# the capability lands, its benchmark goes here (same inputs, same extra_info) and the entry
-# goes; scripts/bench_report.py lists these as "not built yet" in the stage table.
-PENDING_STAGES = {
-    "http_extraction": "HTTP/1.x extractor not built yet (issue #5)",
-    "kafka_sink": "Kafka sink not built yet (issue #6)",
-    "bulk_sink": "OpenSearch/Elasticsearch _bulk sink not built yet (issue #6)",
-    "syslog_sink": "syslog sink not built yet (issue #6)",
-}
 
 
 class _Discard:
@@ -295,12 +285,3 @@ def test_stage_reassembly(benchmark: Any, ooo_segments: tuple[int, list[Segment]
     benchmark.extra_info["missed_bytes"] = seen["missed"]
     # Every byte fed once is delivered or missed (holes); the rest were re-sent duplicates.
     assert seen["delivered"] > 0 and seen["delivered"] <= payload_bytes
-
-
-# -- what cannot be measured yet -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("stage", list(PENDING_STAGES))
-def test_stage_pending(benchmark: Any, stage: str) -> None:
-    """A marked hook for each stage of issue #7 whose code does not exist yet."""
-    pytest.skip(PENDING_STAGES[stage])

@@ -40,8 +40,7 @@ TCPDUMP = "test_bench_convert.py::test_peer_tcpdump"
 TSHARK = "test_bench_convert.py::test_peer_tshark_ek"
 
 # The data path in order: (stage, what is measured, benchmark id or None while the stage
-# does not exist yet; then the reason). Pending entries mirror bench/test_bench_stages.py's
-# PENDING_STAGES.
+# does not exist yet; then the reason).
 STAGES: tuple[tuple[str, str, str | None], ...] = (
     ("framing", "mmap, `Frame` batches with data", "test_bench_convert.py::test_framing"),
     ("routing", "`BatchRouter.split`, 2 workers", "test_bench_stages.py::test_stage_routing"),
@@ -58,7 +57,11 @@ STAGES: tuple[tuple[str, str, str | None], ...] = (
         "`convert --extract dns`, dns-heavy",
         "test_bench_convert.py::test_extraction[dns]",
     ),
-    ("HTTP extraction", "not built yet (issue #5)", None),
+    (
+        "HTTP extraction",
+        "`convert --extract http` (flow table + reassembly), http-heavy",
+        "test_bench_convert.py::test_extraction[http]",
+    ),
     (
         "TLS extraction",
         "`convert --extract tls` (flow table + reassembly), tls-heavy",
@@ -72,7 +75,21 @@ STAGES: tuple[tuple[str, str, str | None], ...] = (
         "test_bench_stages.py::test_stage_serialisation",
     ),
     ("compression", "zstd level 3", "test_bench_stages.py::test_stage_compression"),
-    ("sinks (Kafka, bulk, syslog)", "not built yet (issue #6)", None),
+    (
+        "Kafka sink",
+        "events/s into a local Tansu broker",
+        "test_bench_sink_kafka.py::test_sink_kafka",
+    ),
+    (
+        "OpenSearch _bulk sink",
+        "events/s into local osmem (stored-only indices)",
+        "test_bench_sink_bulk.py::test_sink_bulk",
+    ),
+    (
+        "syslog sink",
+        "events/s into local rsyslog, TCP, every event confirmed",
+        "test_bench_sink_syslog.py::test_sink_syslog[tcp]",
+    ),
 )
 # End-to-end rows: (label, what runs, benchmark id).
 _PACKETS_ONLY = "`convert`: packet + anomaly events, zstd"
