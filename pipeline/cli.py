@@ -22,6 +22,7 @@ from pipeline.capture import CaptureOpenError
 from pipeline.convert import DATASETS, DEFAULT_EXTRACT, ConvertOptions, convert
 from pipeline.inputs import InputError
 from pipeline.runtime.engine import EngineFailed
+from pipeline.sinks.delivery import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_SINK_TIMEOUT, DeliveryError
 from pipeline.sinks.files import COMPRESSIONS, DEFAULT_ZSTD_LEVEL
 
 EXIT_OK = 0
@@ -79,7 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs", nargs="+", metavar="INPUT", help="capture file, directory, glob, or - (stdin)"
     )
     conv.add_argument(
-        "-o", "--output", required=True, metavar="OUTDIR", help="output directory, or - (stdout)"
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output directory, - (stdout), or a sink URL: kafka://HOST:PORT, "
+        "http(s)://HOST:PORT (OpenSearch/Elasticsearch _bulk), syslog://HOST:PORT, "
+        "syslog+tls://HOST:PORT (options in the README)",
     )
     conv.add_argument("-R", "--recursive", action="store_true", help="descend into directories")
     conv.add_argument(
@@ -148,6 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the inputs are one capture cut into files (rotated): one output, flows across "
         "files; ordered by first timestamp (runs in one process)",
+    )
+    sinks = conv.add_argument_group("network sinks (-o URL)")
+    sinks.add_argument(
+        "--sink-timeout",
+        type=float,
+        default=DEFAULT_SINK_TIMEOUT,
+        metavar="SECONDS",
+        help="longest outage of the sink's server to ride out (retrying with backoff); past "
+        f"it the run fails and says how many events were not delivered (default "
+        f"{DEFAULT_SINK_TIMEOUT:g})",
+    )
+    sinks.add_argument(
+        "--sink-buffer",
+        type=parse_size,
+        default=DEFAULT_MAX_BUFFERED_BYTES,
+        metavar="SIZE",
+        help="undelivered events held before the pipeline waits for the sink (default 32M)",
     )
     flows = conv.add_argument_group("flows (the flow dataset)")
     flows.add_argument(
@@ -339,11 +363,13 @@ def main(argv: list[str] | None = None) -> int:
             active_timeout=args.active_timeout,
             stats_interval=args.stats_interval,
             one_capture=args.one_capture,
+            sink_timeout=args.sink_timeout,
+            sink_buffer=args.sink_buffer,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")
         return EXIT_USAGE
-    except EngineFailed as exc:
+    except (EngineFailed, DeliveryError) as exc:
         _say(f"error: {exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:

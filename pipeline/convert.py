@@ -45,6 +45,7 @@ from pipeline.flows.tracker import FlowTracker, sweep_points
 from pipeline.flows.traffic import MIN_INTERVAL_NS, TrafficStats
 from pipeline.inputs import STDIN, InputError, expand_inputs
 from pipeline.sinks.background import BackgroundSink
+from pipeline.sinks.delivery import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_SINK_TIMEOUT, Delivery
 from pipeline.sinks.files import (
     COMPRESSIONS,
     DEFAULT_ZSTD_LEVEL,
@@ -53,6 +54,7 @@ from pipeline.sinks.files import (
     StdoutSink,
     output_suffix,
 )
+from pipeline.sinks.network import is_network_output, open_network_sink, redact
 from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
 
 # Datasets `--extract` can name today; later extractors add theirs here.
@@ -792,8 +794,13 @@ def convert(
     active_timeout: float = ConvertOptions.active_timeout,
     stats_interval: float | None = None,
     one_capture: bool = False,
+    sink_timeout: float = DEFAULT_SINK_TIMEOUT,
+    sink_buffer: int = DEFAULT_MAX_BUFFERED_BYTES,
 ) -> RunStats:
-    """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout).
+    """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout; or a
+    network sink's URL, see `pipeline.sinks.network`: every input into that one sink, which
+    gets `sink_timeout` seconds of outage and `sink_buffer` bytes of undelivered events; an
+    outage past that raises `DeliveryError` with the count of events not delivered).
 
     One output per input, named after it (``x.pcap.gz`` → ``x.pcap.ndjson.zst``). Returns the
     run's statistics. Raises `InputError` for usage errors (missing input, unknown dataset,
@@ -815,8 +822,13 @@ def convert(
     """
     if isinstance(inputs, str):
         inputs = [inputs]
+    network = is_network_output(out)
+    if network and compression not in (None, "none"):
+        raise InputError(
+            "--compress applies to files and stdout; a network sink compresses its own way"
+        )
     if compression is None:
-        compression = "none" if out == "-" else "zstd"
+        compression = "none" if out == "-" or network else "zstd"
     options = ConvertOptions(
         extract=tuple(extract),
         compression=compression,
@@ -835,9 +847,44 @@ def convert(
     if workers < 0:
         raise InputError(f"--workers must be 0 or more, not {workers}")
     paths = expand_inputs(list(inputs), recursive=recursive)
+    shared: Any = None
+    if network:
+        if sink_timeout <= 0 or sink_buffer <= 0:
+            raise InputError("--sink-timeout and --sink-buffer must be positive")
+        try:
+            shared = open_network_sink(out, Delivery(sink_timeout, sink_buffer))
+        except (ValueError, OSError) as exc:
+            raise InputError(str(exc)) from None
+        except ImportError as exc:
+            raise InputError(f"{redact(out)}: {exc} (pip install 'pcap-ingest[kafka]')") from None
+    try:
+        run = _convert_to(paths, out, options, shared, workers, ordered, batch_frames, progress,
+                          on_engine, one_capture)  # fmt: skip
+    except BaseException:
+        if shared is not None:
+            shared.abort()
+        raise
+    if shared is not None:
+        shared.close()  # every event acknowledged, or DeliveryError
+        run.sink = {"url": redact(out), "counters": shared.counters()}
+    return run
+
+
+def _convert_to(
+    paths: list[str],
+    out: str,
+    options: ConvertOptions,
+    shared: Sink | None,
+    workers: int,
+    ordered: bool,
+    batch_frames: int | None,
+    progress: str | None,
+    on_engine: Callable[[Any], None] | None,
+    one_capture: bool,
+) -> RunStats:
     if one_capture:
         with gc_tuned():
-            return _convert_one_capture(paths, out, options)
+            return _convert_one_capture(paths, out, options, shared)
     if workers > 0:
         from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES, Engine, EngineOptions
 
@@ -851,19 +898,26 @@ def convert(
                 batch_frames=batch_frames or DEFAULT_BATCH_FRAMES,
                 progress=progress,
             ),
+            shared_sink=shared,
         )
         if on_engine is not None:
             on_engine(engine)
         return engine.run()
     with gc_tuned():
-        return _convert_files(paths, out, options)
+        return _convert_files(paths, out, options, shared)
 
 
-def _convert_files(paths: list[str], out: str, options: ConvertOptions) -> RunStats:
-    """`convert` in this process, one output per input."""
+def _convert_files(
+    paths: list[str], out: str, options: ConvertOptions, shared: Sink | None = None
+) -> RunStats:
+    """`convert` in this process, one output per input (or all into `shared`, which the
+    caller closes)."""
     run = RunStats()
     started = time.perf_counter()
-    if out == "-":
+    if shared is not None:
+        for path in paths:
+            run.files.append(convert_file(path, shared, options))
+    elif out == "-":
         stdout = BackgroundSink(StdoutSink(options.compression, options.level))
         try:
             for path in paths:
@@ -894,12 +948,21 @@ def _convert_files(paths: list[str], out: str, options: ConvertOptions) -> RunSt
     return run
 
 
-def _convert_one_capture(paths: list[str], out: str, options: ConvertOptions) -> RunStats:
+def _convert_one_capture(
+    paths: list[str], out: str, options: ConvertOptions, shared: Sink | None = None
+) -> RunStats:
     """`convert` for a capture set: one output, named after the first input + ``.set``."""
     if STDIN in paths:
         raise InputError("--one-capture reads files, not standard input")
     run = RunStats()
     started = time.perf_counter()
+    if shared is not None:
+        files = convert_set(paths, shared, options)
+        for stats in files:
+            stats.outputs = []
+        run.files = files
+        run.seconds = time.perf_counter() - started
+        return run
     if out == "-":
         sink: Any = BackgroundSink(StdoutSink(options.compression, options.level))
     else:

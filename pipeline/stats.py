@@ -68,6 +68,8 @@ class FileStats:
 class RunStats:
     files: list[FileStats] = field(default_factory=list)
     seconds: float = 0.0
+    # A network sink's name (URL without password) and its counters, when the run had one.
+    sink: dict[str, Any] | None = None
 
     @property
     def frames(self) -> int:
@@ -96,6 +98,7 @@ class RunStats:
                 "seconds": round(self.seconds, 6),
                 "packets_per_second": round(self.frames / self.seconds) if self.seconds else 0,
             },
+            **({"sink": self.sink} if self.sink is not None else {}),
         }
 
     def summary(self) -> str:
@@ -121,6 +124,16 @@ class RunStats:
             f"total: {len(self.files)} file(s), {self.frames} frames, {self.events} events, "
             f"{self.anomalies} anomalies in {self.seconds:.2f} s ({rate:,.0f} packets/s)"
         )
+        if self.sink is not None:
+            counters = self.sink.get("counters", {})
+            lines.append(
+                f"sink: {self.sink['url']}: {counters.get('delivered', 0)} events delivered"
+                + "".join(
+                    f", {name} {counters[name]}"
+                    for name in ("retries", "rejected", "resent")
+                    if counters.get(name)
+                )
+            )
         reasons: Counter[str] = Counter()
         for f in self.files:
             reasons.update(f.anomalies)

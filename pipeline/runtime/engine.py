@@ -128,8 +128,15 @@ def _child(target: Any, *args: Any) -> None:
 
 class Engine:
     def __init__(
-        self, paths: list[str], out: str, options: ConvertOptions, engine: EngineOptions
+        self,
+        paths: list[str],
+        out: str,
+        options: ConvertOptions,
+        engine: EngineOptions,
+        shared_sink: Sink | None = None,
     ) -> None:
+        """`shared_sink`: one sink every input writes into (a network sink; the caller opened
+        it and closes it), instead of files in directory `out` or stdout."""
         self.paths = paths
         self.out = out
         self.options = options
@@ -140,7 +147,9 @@ class Engine:
         methods = multiprocessing.get_all_start_methods()
         self.ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         self.processes: list[Any] = []
-        self._stdout: Sink | None = None
+        # The sink every input shares: stdout (made at the first input) or `shared_sink`.
+        self._stdout: Sink | None = shared_sink
+        self._shared_given = shared_sink is not None
         self._stems: list[str] = []
         self._started = 0.0
         self._last_progress = 0.0
@@ -159,7 +168,7 @@ class Engine:
 
     def run(self) -> RunStats:
         n = self.engine.workers
-        if self.out != "-":
+        if self.out != "-" and not self._shared_given:
             self._stems = plan_outputs(self.paths, self.out, self.options)
             os.makedirs(self.out, exist_ok=True)
         self.stop_event = self.ctx.Event()
@@ -305,7 +314,7 @@ class Engine:
             stats.error = message.error
             return
         precompressed = not self.engine.ordered
-        if self.out == "-":
+        if self.out == "-" or self._shared_given:
             if self._stdout is None:
                 self._stdout = BackgroundSink(
                     StdoutSink(self.options.compression, self.options.level, precompressed)
@@ -408,9 +417,9 @@ class Engine:
         return 1
 
     def _close_stdout(self) -> None:
-        if self._stdout is not None:
+        if self._stdout is not None and not self._shared_given:
             self._stdout.close()
-            self._stdout = None
+        self._stdout = None
 
     # -- faults -------------------------------------------------------------------------
 
@@ -441,10 +450,10 @@ class Engine:
                 with contextlib.suppress(Exception):
                     state.sink.abort()
                 state.sink = None
-        if self._stdout is not None:
+        if self._stdout is not None and not self._shared_given:
             with contextlib.suppress(Exception):
                 self._stdout.abort()
-            self._stdout = None
+        self._stdout = None
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
