@@ -33,6 +33,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pipeline.capture.frame import Frame, FramingError
+from pipeline.decode.icmp import QUOTE_OFFSET, QuotedFlow, quoted_flow
+from pipeline.decode.icmp import is_error as is_icmp_error
 from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
@@ -161,6 +163,25 @@ class EndpointTexts:
     ) -> str | None:
         return self._community_ids.get(protocol, src_ip, dst_ip, src_port, dst_port)
 
+    def quoted_flow(self, quoted: QuotedFlow) -> dict[str, Any]:
+        """``pcap.icmp_quoted`` of an ICMP error: the connection it is about, with the
+        Community ID its own events carry (the link to them)."""
+        _, protocol, src_ip, dst_ip, sport, dport = quoted
+        fields: dict[str, Any] = {
+            "iana_number": str(protocol),
+            "transport": TRANSPORT_NAMES.get(protocol, str(protocol)),
+            "source": {"ip": self.ip(src_ip)},
+            "destination": {"ip": self.ip(dst_ip)},
+        }
+        if sport is not None and protocol not in (1, 58):
+            fields["source"]["port"] = sport
+            fields["destination"]["port"] = dport
+        if sport is not None or protocol not in (6, 17, 132, 136):
+            community_id = self.community_id(protocol, src_ip, dst_ip, sport, dport)
+            if community_id is not None:
+                fields["community_id"] = community_id
+        return fields
+
     def endpoint_parts(
         self, key: tuple[Any, ...], ip_version: int
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -256,8 +277,8 @@ class EcsMapper:
                 tcp_window,
                 icmp_type,
                 icmp_code,
-                _,
-                _,
+                payload_offset,
+                payload_end,
                 error,
                 error_layer,
                 error_detail,
@@ -300,6 +321,11 @@ class EcsMapper:
                     if icmp_type is not None:
                         pcap["icmp_type"] = icmp_type
                         pcap["icmp_code"] = icmp_code
+                        if is_icmp_error(protocol, icmp_type) and payload_offset is not None:
+                            quoted = quoted_flow(frame.data, payload_offset + QUOTE_OFFSET,
+                                                 payload_end)  # type: ignore[arg-type]  # fmt: skip
+                            if quoted is not None:
+                                pcap["icmp_quoted"] = texts.quoted_flow(quoted)
                 parts = endpoints_get(key) or memo_endpoint_parts(key, ip_version)  # type: ignore[arg-type]
                 network = parts[0].copy()
                 event["source"] = parts[1].copy()

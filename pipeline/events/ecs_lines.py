@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from pipeline.capture.frame import Frame
+from pipeline.decode.icmp import ERROR_TYPES as ICMP_ERROR_TYPES
 from pipeline.decode.packet import Packet
 from pipeline.events.ecs import (
     DATASET_PACKET,
@@ -96,6 +97,7 @@ class PacketLineEncoder:
         tcp_flag_json = _TCP_FLAG_JSON
         template_tcp, template_icmp, template_other = TEMPLATE_TCP, TEMPLATE_ICMP, TEMPLATE_OTHER
         second_text = [b"", None]  # [rendered b"YYYY-MM-DDTHH:MM:SS.", its second]
+        icmp_errors = ICMP_ERROR_TYPES
 
         def flow_fragments(key: tuple[Any, ...], ip_version: int) -> tuple[bytes, bytes]:
             if len(fragments) >= MEMO_SIZE:
@@ -182,6 +184,9 @@ class PacketLineEncoder:
                     endpoints,
                 )
             if src_port is None and icmp_type is not None:
+                if icmp_type in icmp_errors.get(protocol, ()):  # type: ignore[arg-type]
+                    # Rare: the error's quoted flow (pcap.icmp_quoted) on the dict path.
+                    return _dumps(packet_event(frame, pkt), option=_NEWLINE)
                 return template_icmp % (*head, icmp_type, icmp_code, ttl, frag, endpoints)
             return template_other % (*head, ttl, frag, endpoints)
 
