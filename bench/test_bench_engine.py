@@ -90,6 +90,34 @@ def test_end_to_end_workers(
     record_run(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
 
 
+# Issue #5's figure: the extractors SIEM users run (flows, DNS, HTTP, TLS, anomalies, stats),
+# no per-packet records, on the 2M-packet mix with 2 workers.
+APPLICATION_EXTRACT = ("anomaly", "flow", "dns", "http", "tls", "stats")
+
+
+def test_end_to_end_extractors_2_workers(
+    benchmark: Any, engine_capture: Path, tmp_path: Path
+) -> None:
+    """`-w 2 --extract anomaly,flow,dns,http,tls,stats`: every extractor, unordered, zstd."""
+
+    def run() -> None:
+        result = convert(
+            [str(engine_capture)],
+            str(tmp_path),
+            force=True,
+            workers=2,
+            extract=APPLICATION_EXTRACT,
+        )
+        (stats,) = result.files
+        assert stats.frames == ENGINE_PACKETS and stats.accounted
+        assert stats.events["http"] and stats.events["tls"] and stats.events["dns"]
+
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    with TreeMemorySampler() as sampler:
+        run()
+    record_run(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
+
+
 def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_path: Path) -> None:
     """`-w 2 --ordered --extract packet,anomaly`: byte-identical output for any worker
     count; no flow records (pinned: see the module docstring)."""

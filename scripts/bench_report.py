@@ -109,6 +109,11 @@ END_TO_END: tuple[tuple[str, str, str], ...] = (
         "`convert -w 2`: packet + anomaly events, zstd",
         "test_bench_engine.py::test_end_to_end_workers[2]",
     ),
+    (
+        "engine, 2 workers, mix, every extractor",
+        "`convert -w 2 --extract anomaly,flow,dns,http,tls,stats`, zstd",
+        "test_bench_engine.py::test_end_to_end_extractors_2_workers",
+    ),
 )
 WORKERS = "test_bench_engine.py::test_end_to_end_workers[{}]"
 ORDERED = "test_bench_engine.py::test_end_to_end_ordered_2_workers"
