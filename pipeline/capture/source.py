@@ -7,10 +7,11 @@ the format walker (`pcap.PcapWalker`, `pcapng.PcapngWalker`), which does all the
   are read with ``struct.unpack_from`` straight from the mapping, and the only copy is each
   packet's data slice (none at all with ``with_data=False``). The mapping is exposed as
   `Capture.mapping` so that worker processes can be handed frame offsets instead of bytes.
-* Anything else (gzip, zstd, xz, bz2, stdin, a named pipe) is streamed: chunks of at most
-  `CHUNK_SIZE` decompressed bytes are appended to a receive buffer, the walker consumes what
-  it can and says how many bytes it needs next. Memory stays bounded by the largest record the
-  walker accepts (plus its resync window), never by the size of the capture.
+* Anything else (gzip, zstd, xz, bz2, stdin, a named pipe, a file too large to map) is
+  streamed: chunks of at most `CHUNK_SIZE` decompressed bytes are appended to a receive
+  buffer, the walker consumes what it can and says how many bytes it needs next. Memory stays
+  bounded by the largest record the walker accepts (plus its resync window), never by the
+  size of the capture; a compressed stream is also held to `DecompressionLimits` (bombs).
 
 Formats and compressions are recognised by their magic numbers, never by file extension
 (real captures come named ``.pcapng`` when they are classic pcap, and vice versa).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import lzma
 import mmap
@@ -29,6 +31,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 import numpy as np
@@ -66,6 +69,47 @@ DECOMPRESSION_ERRORS: tuple[type[BaseException], ...] = (
     lzma.LZMAError,
     zstandard.ZstdError,
 )
+
+
+# Decompression bombs. A pcap compresses 2-10:1, the same 100 packets replayed (timestamps
+# moving) ~270:1 at zstd -19 or xz -9; a stream of zeros compresses past 1000:1 in zstd, xz
+# and bz2 (gzip tops out near 1032:1) and, read as pcap records, becomes millions of empty
+# frames. (Records repeated byte for byte, timestamps too, reach ~2000:1: only synthetic
+# files do that; `--max-decompression-ratio 0` reads them.) Past the first
+# `RATIO_FREE_BYTES` of output, a stream whose output/input ratio exceeds this is stopped
+# (what was read is converted; the rest is one fatal `limit_exceeded` framing error).
+MAX_DECOMPRESSION_RATIO = 1000
+RATIO_FREE_BYTES = 64 << 20
+# The framing error's reason when a decompression limit stops a stream (the same name as
+# the decoders' "a named cap was hit").
+REASON_LIMIT = "limit_exceeded"
+
+
+@dataclass(frozen=True)
+class DecompressionLimits:
+    """How much a compressed input may expand: `max_ratio` (output/input bytes, checked past
+    `ratio_free_bytes` of output; 0: no check) and an absolute cap, `max_bytes` of output
+    (None: none)."""
+
+    max_ratio: float = MAX_DECOMPRESSION_RATIO
+    ratio_free_bytes: int = RATIO_FREE_BYTES
+    max_bytes: int | None = None
+
+
+# The limits open_capture/open_stream apply when not given any: set for a run with
+# `decompression_limits` (forked engine processes inherit them).
+_current_limits = DecompressionLimits()
+
+
+@contextlib.contextmanager
+def decompression_limits(limits: DecompressionLimits) -> Iterator[None]:
+    """Within the block, compressed captures opened without explicit limits get these."""
+    global _current_limits
+    saved, _current_limits = _current_limits, limits
+    try:
+        yield
+    finally:
+        _current_limits = saved
 
 
 class CaptureOpenError(Exception):
@@ -130,6 +174,8 @@ class Capture:
         owned: tuple[object, ...] = (),
         with_data: bool = True,
         chunk_size: int = CHUNK_SIZE,
+        compressed_read: Callable[[], int] | None = None,
+        limits: DecompressionLimits | None = None,
     ) -> None:
         self.name = name
         self.format = fmt
@@ -150,6 +196,11 @@ class Capture:
         self._base = 0  # stream offset of self._buf[0]
         self._eof = mapping is not None
         self._stream_error = ""  # what the decompressor/reader said when it failed
+        self._stream_reason = ""  # the framing error's reason for it, when not the default
+        # Decompression bomb guard: compressed bytes consumed so far, and the bytes they gave.
+        self._compressed_read = compressed_read
+        self._limits = limits if limits is not None else _current_limits
+        self._decompressed = 0
 
     @property
     def notes(self) -> list[str]:
@@ -368,11 +419,39 @@ class Capture:
                 break
             chunks.append(chunk)
             have += len(chunk)
+            if self._compressed_read is not None:
+                self._decompressed += len(chunk)
+                limit = self._over_limit()
+                if limit:  # keep what came, read no more
+                    self._stream_error, self._stream_reason = limit, REASON_LIMIT
+                    self._eof = True
+                    break
             if have >= need:
                 break
         self._base += self._pos
         self._buf = b"".join(chunks)
         self._pos = 0
+
+    def _over_limit(self) -> str:
+        """Why the decompressed output is past a `DecompressionLimits` bound, or ""."""
+        assert self._compressed_read is not None
+        limits = self._limits
+        out = self._decompressed
+        what = f"{self.compression} stream"
+        if limits.max_bytes is not None and out > limits.max_bytes:
+            return (
+                f"{what}: {out:,} bytes decompressed, over the limit of {limits.max_bytes:,} "
+                "(--max-decompressed); stopped reading"
+            )
+        if limits.max_ratio > 0 and out > limits.ratio_free_bytes:
+            consumed = max(self._compressed_read(), 1)
+            if out > limits.max_ratio * consumed:
+                return (
+                    f"{what}: {out:,} bytes decompressed from {consumed:,}, a ratio over "
+                    f"{limits.max_ratio:g}:1 (a decompression bomb? --max-decompression-ratio); "
+                    "stopped reading"
+                )
+        return ""
 
     def _report_stream_error(self, out: list[Item], end: int) -> None:
         """The input failed (corrupt or cut-short compressed data, a read error).
@@ -384,12 +463,15 @@ class Capture:
         message, self._stream_error = self._stream_error, ""
         last = out[-1] if out else None
         if self._walker.fatal and type(last) is FramingError and last.fatal:
-            out[-1] = last._replace(detail=f"{last.detail} ({message})")
+            reason = self._stream_reason or last.reason  # a limit says why the data stopped
+            out[-1] = last._replace(reason=reason, detail=f"{last.detail} ({message})")
             return
         if self._walker.fatal:  # the fatal error went out in an earlier batch
             self._walker.notes.append(message)
             return
-        reason = REASON_TRUNCATED if "cut short" in message else REASON_MALFORMED
+        reason = self._stream_reason or (
+            REASON_TRUNCATED if "cut short" in message else REASON_MALFORMED
+        )
         self._walker.error(out, self._base + end, reason, message, True)
 
     def _stalled(self, out: list[Item]) -> None:
@@ -408,15 +490,22 @@ class _Prefixed:
         self._head = head
         self._raw = raw
         self._read = getattr(raw, "read1", raw.read)  # read1: return what a pipe has now
+        self.consumed = 0  # bytes handed out: a decompressor's input, for the ratio limit
 
     def read(self, size: int = -1, /) -> bytes:
         if self._head:
             if size < 0 or size >= len(self._head):
                 head, self._head = self._head, b""
-                return head
-            head, self._head = self._head[:size], self._head[size:]
+            else:
+                head, self._head = self._head[:size], self._head[size:]
+            self.consumed += len(head)
             return head
-        return self._read(size)
+        data = self._read(size)
+        self.consumed += len(data)
+        return data
+
+    def consumed_bytes(self) -> int:
+        return self.consumed
 
 
 def _read_head(reader: _Readable, n: int) -> bytes:
@@ -474,11 +563,13 @@ def open_stream(
     *,
     chunk_size: int = CHUNK_SIZE,
     owned: tuple[object, ...] = (),
+    limits: DecompressionLimits | None = None,
 ) -> Capture:
     """Open a capture arriving on a binary stream (stdin, a pipe, a socket file, a file).
 
     Compression and format are sniffed from the first bytes; nothing is seeked. `owned`
-    objects are closed with the capture.
+    objects are closed with the capture. Compressed input is held to `limits` (default: the
+    ones `decompression_limits` set, else `DecompressionLimits()`).
     """
     try:
         head = _read_head(fileobj, MAGIC_LEN)
@@ -487,9 +578,12 @@ def open_stream(
     if not head:
         raise CaptureOpenError(f"empty file: {name}")
     compression = detect_compression(head)
-    reader: _Readable = _Prefixed(head, fileobj)
+    raw = _Prefixed(head, fileobj)
+    reader: _Readable = raw
     end_check = None
+    compressed_read = None
     if compression != "none":
+        compressed_read = raw.consumed_bytes
         reader, end_check = _decompressor(compression, reader)
         owned = (*owned, reader)
         try:
@@ -512,6 +606,8 @@ def open_stream(
         owned=owned,
         with_data=True,
         chunk_size=chunk_size,
+        compressed_read=compressed_read,
+        limits=limits,
     )
 
 
@@ -553,7 +649,15 @@ def open_capture(path: str, *, with_data: bool = True) -> Capture:
             f.seek(0)
             return open_stream(f, path, owned=(f,))
         fmt = detect_format(head, path)
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            if exc.errno != errno.ENOMEM:
+                raise
+            # No address space for the whole file (a ulimit -v, a 32-bit process): stream
+            # it instead, in bounded memory (frames then carry their bytes).
+            f.seek(0)
+            return open_stream(f, path, owned=(f,))
     except CaptureOpenError:
         f.close()
         raise

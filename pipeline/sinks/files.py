@@ -3,8 +3,10 @@
 A sink receives chunks of already-serialised NDJSON (whole lines) and writes them. Files are
 written under ``NAME.partial`` and renamed to ``NAME`` only when complete, so a shipper that
 picks up ``*.ndjson.zst`` never reads half a file, and a crashed run leaves no output under a
-final name. With ``rotate_bytes`` a new numbered file is started once the current one holds
-that many bytes on disk (checked per chunk, so a file may exceed it by one chunk).
+final name. Nothing is written through a symlink: a ``.partial`` is always created anew, and
+the rename replaces a link at ``NAME`` (allowed with ``--force`` only) instead of its target.
+With ``rotate_bytes`` a new numbered file is started once the current one holds that many
+bytes on disk (checked per chunk, so a file may exceed it by one chunk).
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ class _Writer:
         self.raw.flush()
 
 
+def _create_partial(path: str) -> BinaryIO:
+    """A new, empty file at `path` (a ``.partial`` name: ours to replace), never written
+    through a link: whatever is there (the leftover of an interrupted run, or a symlink
+    planted to make us overwrite another file) is removed, and the file is created anew
+    (O_EXCL: a link that reappears meanwhile makes this fail rather than be followed)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # a link is removed, never its target
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+    return os.fdopen(fd, "wb")
+
+
 class FileSink:
     """NDJSON into ``directory/stem(.NNNNN).ndjson[.zst]``, atomically renamed when complete."""
 
@@ -99,23 +113,35 @@ class FileSink:
             name = f"{self.stem}.{self._part:05d}{suffix}"
         self._part += 1
         self._path = os.path.join(self.directory, name)
-        self._file = open(self._path + PARTIAL_SUFFIX, "wb")  # noqa: SIM115 - closed in _finish
+        self._file = _create_partial(self._path + PARTIAL_SUFFIX)
         self._writer = _Writer(self._file, self.compression, self.level, self.precompressed)
 
     def _finish(self) -> None:
         if self._writer is None or self._file is None or self._path is None:
             return
-        self._writer.finish()
-        self._file.close()
+        try:
+            self._writer.finish()
+            self._file.close()
+        except OSError as exc:
+            raise self._named(exc) from exc
         os.replace(self._path + PARTIAL_SUFFIX, self._path)
         self.paths.append(self._path)
         self._writer = self._file = self._path = None
+
+    def _named(self, exc: OSError) -> OSError:
+        """`exc` (a full disk, an I/O error) naming the output it hit, for the one line."""
+        if exc.filename is not None or self._path is None:
+            return exc
+        return OSError(exc.errno, exc.strerror or str(exc), self._path)
 
     def write(self, chunk: bytes) -> None:
         if self._writer is None:
             self._open_next()
         assert self._writer is not None and self._file is not None
-        self._writer.write(chunk)
+        try:
+            self._writer.write(chunk)
+        except OSError as exc:
+            raise self._named(exc) from exc
         self.bytes_written += len(chunk)
         if self.rotate_bytes is not None and self._file.tell() >= self.rotate_bytes:
             self._finish()
@@ -139,7 +165,8 @@ class FileSink:
     def abort(self) -> None:
         """Drop the file being written (its .partial is removed); completed parts stay."""
         if self._file is not None and self._path is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # flushing may fail again (a full disk)
+                self._file.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path + PARTIAL_SUFFIX)
         self._writer = self._file = self._path = None
