@@ -152,6 +152,28 @@ def test_memory_bound_on_a_larger_capture(benchmark: Any, tmp_path: Path) -> Non
     record_run(benchmark, LARGE_PACKETS, sampler.peak_bytes, large)
 
 
+# Issue #9: memory must not grow with the input. ~1 GB of the mix against LARGE_PACKETS
+# (8M packets = 6.7 GB), default datasets (packets, anomalies, flows), 2 workers.
+ONE_GB_PACKETS = 1_200_000
+
+
+@pytest.mark.skipif(LARGE_PACKETS == 0, reason="set PCAP_INGEST_BENCH_LARGE_PACKETS (e.g. 8000000)")
+@pytest.mark.parametrize("size", ["1gb", "large"])
+def test_constant_memory(benchmark: Any, tmp_path: Path, size: str) -> None:
+    """`convert -w 2` with the default datasets on ~1 GB and on the large capture: peak
+    private memory of the process tree (RESULTS.md sets them side by side)."""
+    packets = ONE_GB_PACKETS if size == "1gb" else LARGE_PACKETS
+    capture = workload(packets)
+
+    def run() -> None:
+        result = convert([str(capture)], str(tmp_path), force=True, workers=2)
+        assert result.files[0].frames == packets and result.files[0].accounted
+
+    with TreeMemorySampler() as sampler:
+        benchmark.pedantic(run, rounds=1, iterations=1)
+    record_run(benchmark, packets, sampler.peak_bytes, capture)
+
+
 def _spin(iterations: int = 20_000_000) -> int:
     total = 0
     for i in range(iterations):

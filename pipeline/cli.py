@@ -115,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--stats-json", metavar="PATH", help="write run statistics as JSON here")
     conv.add_argument("--force", action="store_true", help="replace existing output files")
     conv.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs whose manifests in the output directory match (same input, options "
+        "and outputs); redo the rest",
+    )
+    conv.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="local (this machine, default) or dask: one task per input on the Dask cluster "
+        "at --scheduler, writing into the (shared) output directory",
+    )
+    conv.add_argument("--scheduler", metavar="URL", help="the Dask scheduler, e.g. tcp://HOST:8786")
+    conv.add_argument(
         "-w",
         "--workers",
         type=int,
@@ -144,11 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no progress and no summary on stderr"
     )
     conv.add_argument(
+        "--max-decompressed",
+        type=parse_size,
+        default=None,
+        metavar="SIZE",
+        help="stop reading a compressed input past this many decompressed bytes (status "
+        "partial; default: no cap)",
+    )
+    conv.add_argument(
+        "--max-decompression-ratio",
+        type=float,
+        default=None,
+        metavar="N",
+        help="stop reading a compressed input that expands more than N:1 past its first "
+        "64M (a decompression bomb; default 1000, 0: no limit)",
+    )
+    conv.add_argument(
+        "--worker-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="fail the run (exit 3) when a worker with work makes no progress this long "
+        "(a decoder hung; default 300)",
+    )
+    conv.add_argument(
         "--stats-interval",
         type=float,
         default=None,
         metavar="SECONDS",
         help="with --extract ...,stats: also a stats event per interval of capture time",
+    )
+    conv.add_argument(
+        "--schema",
+        choices=("ecs", "ocsf"),
+        default="ecs",
+        help="event schema: ecs (Elastic Common Schema, default) or ocsf (OCSF 1.5.0; "
+        "no stats dataset)",
     )
     conv.add_argument(
         "--one-capture",
@@ -365,6 +410,13 @@ def main(argv: list[str] | None = None) -> int:
             one_capture=args.one_capture,
             sink_timeout=args.sink_timeout,
             sink_buffer=args.sink_buffer,
+            max_decompressed=args.max_decompressed,
+            max_decompression_ratio=args.max_decompression_ratio,
+            worker_timeout=args.worker_timeout,
+            resume=args.resume,
+            executor=args.executor,
+            scheduler=args.scheduler,
+            schema=args.schema,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")

@@ -25,9 +25,11 @@ from typing import Any
 import orjson
 
 from pipeline.capture import Capture, CaptureOpenError, Frame, FramingError, open_capture
+from pipeline.capture.source import DecompressionLimits, decompression_limits
 from pipeline.decode.packet import Packet, decode_packet
 from pipeline.events.ecs import EcsMapper, capture_key, stats_event
 from pipeline.events.ecs_lines import PacketLineEncoder
+from pipeline.events.ocsf import OcsfMapper
 from pipeline.extract import ExtractorAnomaly
 from pipeline.extract.dns import DnsExtractor, DnsTransaction, transaction_frame
 from pipeline.extract.http import HttpExtractor, HttpTransaction
@@ -60,6 +62,10 @@ from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, 
 # Datasets `--extract` can name today; later extractors add theirs here.
 DATASETS = ("packet", "anomaly", "flow", "stats", "dns", "tls", "http")
 DEFAULT_EXTRACT = ("packet", "anomaly", "flow")
+# Output schemas (`--schema`): ECS (pipeline/events/ecs.py) or OCSF 1.5.0 (events/ocsf.py).
+SCHEMAS = ("ecs", "ocsf")
+# Datasets OCSF has no event class for: refused with --schema ocsf (events/ocsf.py says why).
+OCSF_UNMAPPED_DATASETS = ("stats",)
 # Order key of the flows ended at end of input: after every frame.
 END_OF_INPUT_KEY = 1 << 62
 # Added to a DNS transaction's frame in its order key where it shares a sweep point (or the
@@ -92,8 +98,17 @@ class ConvertOptions:
     other_timeout: float = OTHER_IDLE_TIMEOUT_NS / 1e9
     active_timeout: float = ACTIVE_TIMEOUT_NS / 1e9
     stats_interval: float | None = None  # seconds of capture time per stats event, or None
+    schema: str = "ecs"  # one of SCHEMAS
 
     def validate(self) -> None:
+        if self.schema not in SCHEMAS:
+            raise InputError(f"unknown --schema {self.schema!r} (known: {', '.join(SCHEMAS)})")
+        unmapped = [name for name in self.extract if name in OCSF_UNMAPPED_DATASETS]
+        if self.schema == "ocsf" and unmapped:
+            raise InputError(
+                f"--schema ocsf: no OCSF event class for dataset(s) {', '.join(unmapped)} "
+                "(use --schema ecs for them)"
+            )
         unknown = [name for name in self.extract if name not in DATASETS]
         if unknown:
             raise InputError(
@@ -141,6 +156,13 @@ def output_stem(path: str) -> str:
 
 def plan_outputs(inputs: list[str], out_dir: str, options: ConvertOptions) -> list[str]:
     """One output stem per input, unique within the run; refuse to overwrite unless forced."""
+    stems = output_stems(inputs)
+    refuse_existing(stems, out_dir, options)
+    return stems
+
+
+def output_stems(inputs: list[str]) -> list[str]:
+    """One output stem per input, unique within the run (``x.pcap``, ``x.pcap-2``, ...)."""
     stems: list[str] = []
     used: set[str] = set()
     for path in inputs:
@@ -151,7 +173,6 @@ def plan_outputs(inputs: list[str], out_dir: str, options: ConvertOptions) -> li
             candidate = f"{stem}-{n}"
         used.add(candidate)
         stems.append(candidate)
-    refuse_existing(stems, out_dir, options)
     return stems
 
 
@@ -222,6 +243,7 @@ class FrameConverter:
         self.capture_name = capture_name
         self.stats = stats
         self.serialise = serialise
+        self.schema = options.schema
         self.want_packet = "packet" in options.extract
         self.want_anomaly = "anomaly" in options.extract
         self.want_flow = "flow" in options.extract
@@ -261,10 +283,18 @@ class FrameConverter:
     def start_with_key(self, key: str) -> None:
         """Name the capture's events ``key-<frame>`` (the reader derived `key`)."""
         self.capture_key = key
-        mapper = EcsMapper(self.capture_name, key)
+        mapper: EcsMapper | OcsfMapper
+        if self.schema == "ocsf":
+            mapper = OcsfMapper(self.capture_name, key)
+        else:
+            mapper = EcsMapper(self.capture_name, key)
         where = self.parts.locate if self.parts.parts else None
         if self.serialise:
-            self._packet_event = PacketLineEncoder(mapper).line
+            if isinstance(mapper, EcsMapper):
+                self._packet_event = PacketLineEncoder(mapper).line
+            else:  # no byte-level fast path for OCSF: the dict, then orjson (~2x the cost)
+                packet = mapper.packet
+                self._packet_event = lambda frame, pkt: _serialise(packet(frame, pkt))
             self._framing_event = lambda err, ts: _serialise(mapper.framing_error(err, ts))
             self._flow_event = lambda flow: _serialise(mapper.flow(flow, where))
             self._dns_event = lambda tx: _serialise(mapper.dns(tx))
@@ -796,6 +826,13 @@ def convert(
     one_capture: bool = False,
     sink_timeout: float = DEFAULT_SINK_TIMEOUT,
     sink_buffer: int = DEFAULT_MAX_BUFFERED_BYTES,
+    max_decompressed: int | None = None,
+    max_decompression_ratio: float | None = None,
+    worker_timeout: float | None = None,
+    resume: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    schema: str = "ecs",
 ) -> RunStats:
     """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout; or a
     network sink's URL, see `pipeline.sinks.network`: every input into that one sink, which
@@ -819,9 +856,32 @@ def convert(
     ``stats``) give one event per input and, with `stats_interval` (seconds of capture time),
     one per interval. `one_capture` converts the inputs as one capture set (rotated files:
     one output, flows across file boundaries; in this process, whatever `workers` says).
+
+    Into a directory, every output stem gets a manifest (`pipeline.manifest`); `resume` skips
+    the inputs whose manifests match and redoes the rest (directory output only). `executor`
+    ``"dask"`` maps the inputs to the workers of the Dask cluster at `scheduler`
+    (`pipeline.executors.dask`). `schema` is ``"ecs"`` or ``"ocsf"`` (OCSF 1.5.0 events,
+    `pipeline.events.ocsf`; no ``stats`` dataset).
+
+    Hardening: a compressed input stops (status partial) past `max_decompressed` bytes of
+    output or past `max_decompression_ratio` (default 1000:1, 0: off; see
+    `pipeline.capture.source.DecompressionLimits`); with the
+    engine, a worker that has work and makes no progress for `worker_timeout` seconds
+    (default `pipeline.runtime.engine.DEFAULT_WORKER_TIMEOUT`) fails the run.
     """
     if isinstance(inputs, str):
         inputs = [inputs]
+    if max_decompressed is not None and max_decompressed < 1:
+        raise InputError("--max-decompressed must be positive")
+    if max_decompression_ratio is None:
+        max_decompression_ratio = DecompressionLimits.max_ratio
+    elif not max_decompression_ratio >= 0:
+        raise InputError("--max-decompression-ratio must be 0 (no limit) or more")
+    limits = DecompressionLimits(max_ratio=max_decompression_ratio, max_bytes=max_decompressed)
+    if worker_timeout is not None:
+        if not worker_timeout > 0:
+            raise InputError("--worker-timeout must be positive seconds")
+        on_engine = _with_worker_timeout(on_engine, worker_timeout)
     network = is_network_output(out)
     if network and compression not in (None, "none"):
         raise InputError(
@@ -842,11 +902,20 @@ def convert(
         other_timeout=other_timeout,
         active_timeout=active_timeout,
         stats_interval=stats_interval,
+        schema=schema,
     )
     options.validate()
     if workers < 0:
         raise InputError(f"--workers must be 0 or more, not {workers}")
     paths = expand_inputs(list(inputs), recursive=recursive)
+    if resume or executor != "local":
+        _check_directory_run(out, network, resume, force, executor, scheduler, paths)
+    if executor == "dask":
+        from pipeline.executors.dask import convert_on_dask
+
+        assert scheduler is not None
+        return convert_on_dask(paths, out, options, scheduler, resume=resume,
+                               one_capture=one_capture, progress=progress)  # fmt: skip
     shared: Any = None
     if network:
         if sink_timeout <= 0 or sink_buffer <= 0:
@@ -858,8 +927,9 @@ def convert(
         except ImportError as exc:
             raise InputError(f"{redact(out)}: {exc} (pip install 'pcap-ingest[kafka]')") from None
     try:
-        run = _convert_to(paths, out, options, shared, workers, ordered, batch_frames, progress,
-                          on_engine, one_capture)  # fmt: skip
+        with decompression_limits(limits):
+            run = _convert_to(paths, out, options, shared, workers, ordered, batch_frames,
+                              progress, on_engine, one_capture, resume)  # fmt: skip
     except BaseException:
         if shared is not None:
             shared.abort()
@@ -868,6 +938,19 @@ def convert(
         shared.close()  # every event acknowledged, or DeliveryError
         run.sink = {"url": redact(out), "counters": shared.counters()}
     return run
+
+
+def _with_worker_timeout(
+    on_engine: Callable[[Any], None] | None, seconds: float
+) -> Callable[[Any], None]:
+    """`on_engine`, first setting the engine's watchdog timeout (before it starts)."""
+
+    def hook(engine: Any) -> None:
+        engine.engine.worker_timeout = seconds
+        if on_engine is not None:
+            on_engine(engine)
+
+    return hook
 
 
 def _convert_to(
@@ -881,10 +964,98 @@ def _convert_to(
     progress: str | None,
     on_engine: Callable[[Any], None] | None,
     one_capture: bool,
+    resume: bool = False,
+) -> RunStats:
+    if out == "-" or shared is not None:
+        return _convert_planned(paths, out, options, shared, workers, ordered, batch_frames,
+                                progress, on_engine, one_capture)  # fmt: skip
+    from pipeline.manifest import ManifestWriter
+
+    paths, stems, skipped = plan_directory(paths, out, options, resume, one_capture)
+    if one_capture:
+        units = {stems[0]: paths} if paths else {}
+    else:
+        units = {stem: [path] for path, stem in zip(paths, stems, strict=True)}
+    manifests = ManifestWriter(out, options, units)
+    try:
+        if not paths:
+            run = RunStats()
+        else:
+            run = _convert_planned(paths, out, options, None, workers, ordered, batch_frames,
+                                   progress, on_engine, one_capture, stems, manifests)  # fmt: skip
+    finally:
+        manifests.close()
+    run.skipped = skipped
+    return run
+
+
+def _check_directory_run(
+    out: str,
+    network: bool,
+    resume: bool,
+    force: bool,
+    executor: str,
+    scheduler: str | None,
+    paths: list[str],
+) -> None:
+    """Usage errors of `--resume` and `--executor`: both write manifests beside files in an
+    output directory, so they need one (not stdout, not a network sink) and file inputs."""
+    what = "--resume" if resume else f"--executor {executor}"
+    if executor not in ("local", "dask"):
+        raise InputError(f"unknown --executor {executor!r} (known: local, dask)")
+    if executor == "dask" and not scheduler:
+        raise InputError("--executor dask needs --scheduler tcp://HOST:PORT")
+    if out == "-" or network:
+        raise InputError(f"{what} needs an output directory (-o DIR): manifests live there")
+    if resume and force:
+        raise InputError("--resume and --force together: --resume redoes what does not match")
+    if STDIN in paths and (resume or executor != "local"):
+        raise InputError(f"{what} reads files, not standard input")
+
+
+def plan_directory(
+    paths: list[str], out: str, options: ConvertOptions, resume: bool, one_capture: bool
+) -> tuple[list[str], list[str], list[FileStats]]:
+    """For output into directory `out`: the inputs to convert, their stems (one, the set's,
+    with `one_capture`), and the accounting of the inputs `resume` skips (their manifests
+    match; the stale files of the others are removed). Without `resume`, refuses existing
+    outputs unless forced."""
+    from pipeline.manifest import file_stats_from_manifest, plan_resume
+
+    if one_capture:
+        if STDIN in paths:
+            raise InputError("--one-capture reads files, not standard input")
+        units = {output_stem(paths[0]) + ".set": list(paths)}
+    else:
+        units = {stem: [path] for path, stem in zip(paths, output_stems(paths), strict=True)}
+    skipped: list[FileStats] = []
+    if resume:
+        plan = plan_resume(units, out, options, output_suffix(options.compression))
+        for manifest in plan.skipped.values():
+            skipped += file_stats_from_manifest(manifest, out)
+        units = {stem: units[stem] for stem in plan.todo}
+    else:
+        refuse_existing(list(units), out, options)
+    return [path for group in units.values() for path in group], list(units), skipped
+
+
+def _convert_planned(
+    paths: list[str],
+    out: str,
+    options: ConvertOptions,
+    shared: Sink | None,
+    workers: int,
+    ordered: bool,
+    batch_frames: int | None,
+    progress: str | None,
+    on_engine: Callable[[Any], None] | None,
+    one_capture: bool,
+    stems: list[str] | None = None,
+    manifests: Any = None,
 ) -> RunStats:
     if one_capture:
         with gc_tuned():
-            return _convert_one_capture(paths, out, options, shared)
+            return _convert_one_capture(paths, out, options, shared, manifests)
     if workers > 0:
         from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES, Engine, EngineOptions
 
@@ -899,19 +1070,27 @@ def _convert_to(
                 progress=progress,
             ),
             shared_sink=shared,
+            stems=stems,
+            manifests=manifests,
         )
         if on_engine is not None:
             on_engine(engine)
         return engine.run()
     with gc_tuned():
-        return _convert_files(paths, out, options, shared)
+        return _convert_files(paths, out, options, shared, stems, manifests)
 
 
 def _convert_files(
-    paths: list[str], out: str, options: ConvertOptions, shared: Sink | None = None
+    paths: list[str],
+    out: str,
+    options: ConvertOptions,
+    shared: Sink | None = None,
+    stems: list[str] | None = None,
+    manifests: Any = None,
 ) -> RunStats:
     """`convert` in this process, one output per input (or all into `shared`, which the
-    caller closes)."""
+    caller closes). `stems`: the inputs' output stems, planned by the caller; `manifests`:
+    a `pipeline.manifest.ManifestWriter`, told when each input starts and is finished."""
     run = RunStats()
     started = time.perf_counter()
     if shared is not None:
@@ -927,9 +1106,12 @@ def _convert_files(
             raise
         stdout.close()
     else:
-        stems = plan_outputs(paths, out, options)
+        if stems is None:
+            stems = plan_outputs(paths, out, options)
         os.makedirs(out, exist_ok=True)
         for path, stem in zip(paths, stems, strict=True):
+            if manifests is not None:
+                manifests.started(path)
             sink = BackgroundSink(
                 FileSink(out, stem, options.compression, options.level, options.rotate_bytes)
             )
@@ -944,12 +1126,18 @@ def _convert_files(
                 sink.close()
             stats.outputs = list(sink.paths)
             run.files.append(stats)
+            if manifests is not None:
+                manifests.finished(stats)  # after the sink's close: the manifest comes last
     run.seconds = time.perf_counter() - started
     return run
 
 
 def _convert_one_capture(
-    paths: list[str], out: str, options: ConvertOptions, shared: Sink | None = None
+    paths: list[str],
+    out: str,
+    options: ConvertOptions,
+    shared: Sink | None = None,
+    manifests: Any = None,
 ) -> RunStats:
     """`convert` for a capture set: one output, named after the first input + ``.set``."""
     if STDIN in paths:
@@ -972,6 +1160,8 @@ def _convert_one_capture(
         sink = BackgroundSink(
             FileSink(out, stem, options.compression, options.level, options.rotate_bytes)
         )
+    if manifests is not None:
+        manifests.started(paths[0])
     try:
         files = convert_set(paths, sink, options)
     except BaseException:
@@ -984,6 +1174,8 @@ def _convert_one_capture(
     outputs = list(getattr(sink, "paths", []))
     for stats in files:
         stats.outputs = outputs
+        if manifests is not None:
+            manifests.finished(stats)
     run.files = files
     run.seconds = time.perf_counter() - started
     return run

@@ -39,7 +39,11 @@ class FileStats:
 
     def framing_problems(self) -> str:
         """One line on why the capture's records could not all be read, from the anomalies."""
-        reasons = [r for r in ("length_error", "truncated", "malformed") if self.anomalies.get(r)]
+        reasons = [
+            r
+            for r in ("length_error", "truncated", "malformed", "limit_exceeded")
+            if self.anomalies.get(r)
+        ]
         return "capture records: " + ", ".join(reasons) if reasons else "corrupt capture records"
 
     @property
@@ -70,6 +74,9 @@ class RunStats:
     seconds: float = 0.0
     # A network sink's name (URL without password) and its counters, when the run had one.
     sink: dict[str, Any] | None = None
+    # Inputs `--resume` left alone (their manifests matched), with the accounting recorded
+    # there; not counted in `files` or the totals of this run's work.
+    skipped: list[FileStats] = field(default_factory=list)
 
     @property
     def frames(self) -> int:
@@ -85,7 +92,7 @@ class RunStats:
 
     @property
     def complete(self) -> bool:
-        return all(f.status == STATUS_OK for f in self.files)
+        return all(f.status == STATUS_OK for f in self.files + self.skipped)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +106,7 @@ class RunStats:
                 "packets_per_second": round(self.frames / self.seconds) if self.seconds else 0,
             },
             **({"sink": self.sink} if self.sink is not None else {}),
+            **({"skipped": [f.to_json() for f in self.skipped]} if self.skipped else {}),
         }
 
     def summary(self) -> str:
@@ -124,6 +132,8 @@ class RunStats:
             f"total: {len(self.files)} file(s), {self.frames} frames, {self.events} events, "
             f"{self.anomalies} anomalies in {self.seconds:.2f} s ({rate:,.0f} packets/s)"
         )
+        if self.skipped:
+            lines.append(skipped_line(len(self.skipped)))
         if self.sink is not None:
             counters = self.sink.get("counters", {})
             lines.append(
@@ -158,9 +168,13 @@ class RunStats:
                     else ""
                 )
             )
-        incomplete = [f for f in self.files if f.status != STATUS_OK]
+        incomplete = [f for f in self.files + self.skipped if f.status != STATUS_OK]
         if incomplete:
             lines.append(
                 f"{len(incomplete)} input(s) not read whole: what could be read was converted"
             )
         return "\n".join(lines)
+
+
+def skipped_line(n: int) -> str:
+    return f"skipped {n} input{'s' if n != 1 else ''} already converted (manifests match)"

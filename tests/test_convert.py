@@ -122,7 +122,7 @@ def test_file_sink_rotation_and_atomic_names(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run = convert([str(capture)], str(out), compression="none", rotate_bytes=100_000)
     (stats,) = run.files
-    names = sorted(os.listdir(out))
+    names = sorted(n for n in os.listdir(out) if not n.endswith(".manifest.json"))
     # Rotation is checked per written batch (1024 frames here): three files, each but the
     # last past the limit.
     assert len(names) == 3
@@ -194,12 +194,17 @@ def test_cli_directory_recursive_and_extract(tmp_path: Path) -> None:
     (src / "README").write_text("not a capture")
     proc = run_cli("convert", str(src), "-o", str(tmp_path / "flat"), "-q")
     assert proc.returncode == 0, proc.stderr
-    assert os.listdir(tmp_path / "flat") == ["a.pcap.ndjson.zst"]
+    assert sorted(os.listdir(tmp_path / "flat")) == ["a.pcap.manifest.json", "a.pcap.ndjson.zst"]
     proc = run_cli(
         "convert", str(src), "-R", "-o", str(tmp_path / "deep"), "-q", "--extract", "anomaly"
     )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.listdir(tmp_path / "deep")) == ["a.pcap.ndjson.zst", "b.cap.ndjson.zst"]
+    assert sorted(os.listdir(tmp_path / "deep")) == [
+        "a.pcap.manifest.json",
+        "a.pcap.ndjson.zst",
+        "b.cap.manifest.json",
+        "b.cap.ndjson.zst",
+    ]
     assert read_ndjson_zst(tmp_path / "deep" / "a.pcap.ndjson.zst") == []
 
 

@@ -68,6 +68,13 @@ POLL_SECONDS = 0.2
 # Batches each worker's inbox holds. With DEFAULT_BATCH_FRAMES packets a batch, this bounds
 # the packets in flight (and, for unmapped input, their bytes) to workers x this x batch.
 QUEUE_BATCHES = 4
+# A worker that has work and sends nothing for this long is taken as hung (a decoder stuck on
+# one packet) and the run fails naming it (`--worker-timeout`). Generous: a batch takes well
+# under a second here, and a file's end (every open flow's record) streams out as it goes.
+DEFAULT_WORKER_TIMEOUT = 300.0
+# A coordinator loop turn slower than this (a sink that blocked it) is not held against the
+# workers: they could not be heard meanwhile.
+WATCHDOG_STALL_SECONDS = 1.0
 # Packets per reader batch: large enough that routing's numpy calls and the queue puts are
 # amortised (measured: the reader's cost per packet halves from 1024 to 4096).
 DEFAULT_BATCH_FRAMES = 4096
@@ -103,6 +110,58 @@ class EngineOptions:
     queue_batches: int = QUEUE_BATCHES
     progress: str | None = None  # None, "tty" or "json"
     progress_interval: float = 1.0
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT  # seconds without progress: hung
+
+
+class _Watchdog:
+    """Notices a worker that has work and makes no progress for `timeout` seconds.
+
+    The reader sends every worker every batch (some empty) and every file's end, and a
+    worker answers each with one message (BatchOutput, WorkerFileDone), so the work owed by
+    worker i is what the reader said it sent (ReaderProgress/ReaderDone) minus i's answers;
+    a non-empty inbox counts too (the reader's progress lags its sends). An idle worker is
+    never late: its clock starts when it has work again. A worker stuck while the reader
+    waits on live input with its last batch not yet reported goes unnoticed until the next
+    report.
+    """
+
+    def __init__(self, workers: int, timeout: float) -> None:
+        now = time.monotonic()
+        self.timeout = timeout
+        self.last = [now] * workers  # last progress, or when the worker last had no work
+        self.answered = [0] * workers  # batches and file ends each worker has answered
+        self.sent: dict[int, int] = {}  # file number -> batches (+ its end) sent to each
+        self.checked = now
+
+    def heard(self, message: Any) -> None:
+        if isinstance(message, (BatchOutput, WorkerFileDone)):
+            self.last[message.worker] = time.monotonic()
+            if not isinstance(message, BatchOutput) or message.batch_no >= 0:
+                self.answered[message.worker] += 1  # batch -1: end-of-file events, streamed
+        elif isinstance(message, ReaderProgress):
+            self.sent[message.file_no] = max(self.sent.get(message.file_no, 0), message.batches)
+        elif isinstance(message, ReaderDone):
+            ended = 0 if message.status == STATUS_FAILED else 1  # a file never opened: none
+            self.sent[message.file_no] = message.batches + ended
+
+    def stalled(self, inboxes: list[Any]) -> tuple[int, float] | None:
+        """The first worker late past the timeout, and for how long; else None."""
+        now = time.monotonic()
+        gap = now - self.checked
+        self.checked = now
+        if gap > WATCHDOG_STALL_SECONDS:
+            self.last = [t + gap for t in self.last]
+        sent = sum(self.sent.values())
+        for worker, last in enumerate(self.last):
+            try:
+                waiting = inboxes[worker].qsize() > 0
+            except NotImplementedError:  # macOS
+                waiting = False
+            if sent <= self.answered[worker] and not waiting:
+                self.last[worker] = now  # idle: nothing owed
+            elif now - last > self.timeout:
+                return worker, now - last
+        return None
 
 
 def _set_parent_death_signal() -> None:
@@ -134,9 +193,14 @@ class Engine:
         options: ConvertOptions,
         engine: EngineOptions,
         shared_sink: Sink | None = None,
+        stems: list[str] | None = None,
+        manifests: Any = None,
     ) -> None:
         """`shared_sink`: one sink every input writes into (a network sink; the caller opened
-        it and closes it), instead of files in directory `out` or stdout."""
+        it and closes it), instead of files in directory `out` or stdout. `stems`: the
+        inputs' output stems when the caller planned them (a resume converts some of a run's
+        inputs under the names the whole run gave them); `manifests`: told when each input
+        starts and, after its sink is closed, is finished (`pipeline.manifest`)."""
         self.paths = paths
         self.out = out
         self.options = options
@@ -151,6 +215,8 @@ class Engine:
         self._stdout: Sink | None = shared_sink
         self._shared_given = shared_sink is not None
         self._stems: list[str] = []
+        self._given_stems = stems
+        self.manifests = manifests
         self._started = 0.0
         self._last_progress = 0.0
         self._events = 0
@@ -169,7 +235,7 @@ class Engine:
     def run(self) -> RunStats:
         n = self.engine.workers
         if self.out != "-" and not self._shared_given:
-            self._stems = plan_outputs(self.paths, self.out, self.options)
+            self._stems = self._given_stems or plan_outputs(self.paths, self.out, self.options)
             os.makedirs(self.out, exist_ok=True)
         self.stop_event = self.ctx.Event()
         self.inboxes = [self.ctx.Queue(maxsize=self.engine.queue_batches) for _ in range(n)]
@@ -213,6 +279,7 @@ class Engine:
         for _, sender in pipes:
             sender.close()  # only the children write: their death must reach us as EOF
         self._started = time.perf_counter()
+        self._watchdog = _Watchdog(n, self.engine.worker_timeout)
         try:
             self._loop()
         except BaseException:
@@ -237,8 +304,10 @@ class Engine:
                     del self.channels[channel]  # type: ignore[arg-type]
                     self._check_children(wait_for_exit=True)
                     continue
+                self._watchdog.heard(message)
                 done_files += self._handle(message)
             self._check_children()
+            self._check_progress()
             self._progress()
             if self.stop_signal is not None and self._all_read_and_drained():
                 break
@@ -306,6 +375,8 @@ class Engine:
     def _on_file(self, message: ReaderFile) -> None:
         state = self._state(message.file_no)
         state.opened = True
+        if self.manifests is not None:
+            self.manifests.started(message.path)
         stats = state.stats
         stats.format, stats.compression = message.format, message.compression
         state.size = message.size
@@ -411,6 +482,8 @@ class Engine:
             else:
                 sink.abort()
             stats.outputs = list(getattr(sink, "paths", []))
+            if self.manifests is not None:
+                self.manifests.finished(stats)  # the sink is closed: the manifest comes last
         stats.seconds = time.perf_counter() - self._started
         self._events += sum(stats.events.values())
         self._finished[file_no] = stats
@@ -441,6 +514,19 @@ class Engine:
                 f"{process.name} (pid {process.pid}) died ({cause}) while converting "
                 f"{self._inputs_in_flight()}"
             )
+
+    def _check_progress(self) -> None:
+        """Fail the run if a worker with work has been silent past --worker-timeout."""
+        late = self._watchdog.stalled(self.inboxes)
+        if late is None:
+            return
+        worker, seconds = late
+        process = self.processes[worker]
+        raise EngineFailed(
+            f"{process.name} (pid {process.pid}) made no progress for {seconds:.0f} s "
+            f"(--worker-timeout {self.engine.worker_timeout:g}) while converting "
+            f"{self._inputs_in_flight()}: stopped (a decoder hung?)"
+        )
 
     def _abort(self) -> None:
         """Stop every child now, drop incomplete outputs, reap."""
