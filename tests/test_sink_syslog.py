@@ -40,6 +40,7 @@ from pipeline.sinks.syslog import (
     syslog_timestamp,
 )
 from tests.conftest import CAPTURE_PARAMS, REFERENCE_CAPTURES, SHARED, needs_shared
+from tests.sink_support import CollectingSink, free_port
 
 RSYSLOGD = shutil.which("rsyslogd") or shutil.which("rsyslogd", path="/usr/sbin:/sbin")
 OPENSSL = shutil.which("openssl")
@@ -164,12 +165,6 @@ def test_scanned_header_fields_match_parsed_ones() -> None:
 
 
 # -- the server ----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -373,26 +368,10 @@ _SOME_CAPTURES = ("ndpi__dns.pcap", "ndpi__1kxun.pcap", "ndpi__netflix.pcap")  #
 _EVENTS_CACHE: dict[Path, bytes] = {}
 
 
-class _Collect:
-    """A sink that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def write(self, chunk: bytes) -> None:
-        self.chunks.append(chunk)
-
-    def close(self) -> None:
-        pass
-
-    def abort(self) -> None:
-        pass
-
-
 def _events_of(capture: Path) -> bytes:
     """Every dataset's events of `capture`, as the converter writes them to a sink."""
     if capture not in _EVENTS_CACHE:
-        collect = _Collect()
+        collect = CollectingSink()
         convert_file(str(capture), collect, ConvertOptions(extract=DATASETS))
         _EVENTS_CACHE[capture] = b"".join(collect.chunks)
     return _EVENTS_CACHE[capture]
@@ -420,7 +399,7 @@ def _ids(lines: list[bytes]) -> list[str]:
 def test_every_event_of_a_capture_arrives(server: Rsyslog, capture: Path) -> None:
     """Count in = count out, byte for byte, through the converter writing into the sink."""
     hostname = f"cap-{REFERENCE_CAPTURES.index(capture)}"
-    collect = _Collect()
+    collect = CollectingSink()
     sink = SyslogSink("127.0.0.1", server.port, hostname=hostname)
 
     class Both:
