@@ -281,9 +281,10 @@ KILL_POINTS: dict[str, Callable[[list[str]], bool]] = {
 }
 
 
-def _killed_run(args: list[str], out: Path, at: Callable[[list[str]], bool], cwd: Path) -> None:
+def _killed_run(args: list[str], out: Path, at: Callable[[list[str]], bool], cwd: Path) -> bool:
     """Start the command, SIGKILL its main process once `at` holds for the output directory;
-    check on the way that every manifest seen vouches only for files present."""
+    check on the way that every manifest seen vouches only for files present. False if the
+    run ended before the kill point was seen (a loaded machine starved this poller)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "convert", *args],
         cwd=cwd,
@@ -299,7 +300,7 @@ def _killed_run(args: list[str], out: Path, at: Callable[[list[str]], bool], cwd
                 break
             time.sleep(0.001)
         process.send_signal(signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL, "the run ended before the kill point"
+        killed = process.wait(10) == -signal.SIGKILL
     finally:
         if process.poll() is None:
             process.kill()
@@ -310,6 +311,7 @@ def _killed_run(args: list[str], out: Path, at: Callable[[list[str]], bool], cwd
             assert manifest is not None  # whole: written atomically
             for output in manifest["outputs"]:
                 assert (out / output["name"]).is_file(), f"{name} vouches for a missing file"
+    return killed
 
 
 @pytest.mark.parametrize("workers", [["-w", "0"], ["-w", "2", "--ordered"]], ids=["w0", "w2"])
@@ -323,7 +325,12 @@ def test_sigkill_of_the_main_process_then_resume_equals_a_whole_run(
     assert len(expected) > 3 * KILL_INPUTS  # rotated: several parts per input
     for point, at in KILL_POINTS.items():
         out = tmp_path / point.replace(" ", "_").replace("'", "")
-        _killed_run([*common, "-o", str(out)], out, at, tmp_path)
+        for _attempt in range(5):
+            if _killed_run([*common, "-o", str(out)], out, at, tmp_path):
+                break
+            shutil.rmtree(out)
+        else:
+            pytest.fail(f"{point}: the run ended before the kill point, 5 times")
         left = outputs_of(out)
         assert left != expected, f"{point}: nothing was left to resume"
         resumed = run_cli(*common, "-o", str(out), "--resume", cwd=tmp_path)
