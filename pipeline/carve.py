@@ -54,7 +54,7 @@ import sys
 import tempfile
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -770,6 +770,33 @@ def _write_file(spool: Spool, output: str, default_link_type: int) -> None:
         if os.path.exists(partial):
             os.unlink(partial)
         raise
+
+
+def write_frames(path: str, frame_indices: Collection[int], output: str) -> int:
+    """Write the frames of capture `path` numbered `frame_indices` (1-based, as `Frame.index`)
+    to the pcap `output`, in capture order, as `extract` writes them (original bytes, wire
+    lengths and timestamps, under OUTPUT.partial until whole). Returns the frames written;
+    numbers past the capture's end select nothing. Reading stops after the last number asked
+    for. Raises ExtractError when they cannot share one pcap (link types, times), CaptureOpenError
+    when the capture cannot be opened."""
+    wanted = frozenset(frame_indices)
+    last = max(wanted, default=0)
+    spool_dir = os.path.dirname(os.path.abspath(output))
+    with (
+        open_capture(path) as capture,
+        tempfile.TemporaryFile(dir=spool_dir, prefix=".pcap-ingest-extract-") as spool_file,
+    ):
+        spool = Spool(spool_file)
+        default_link_type = 1
+        for batch in capture.batches(BATCH_FRAMES):
+            for record in batch:
+                if record.__class__ is Frame and record.index in wanted:
+                    spool.add(0, record)  # type: ignore[arg-type]
+                    default_link_type = record.link_type  # type: ignore[union-attr]
+            if batch and batch[-1].index >= last:
+                break
+        _write_file(spool, output, default_link_type)
+    return spool.packets
 
 
 def extract_command(

@@ -201,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the inputs are one capture cut into files (rotated): one output, flows across "
         "files; ordered by first timestamp (runs in one process)",
     )
+    conv.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="also write every frame that became an anomaly to <stem>.quarantine.pcap beside "
+        "the output (directory output only)",
+    )
     sinks = conv.add_argument_group("network sinks (-o URL)")
     sinks.add_argument(
         "--sink-timeout",
@@ -417,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
             executor=args.executor,
             scheduler=args.scheduler,
             schema=args.schema,
+            quarantine=args.quarantine,
         )
     except (InputError, CaptureOpenError) as exc:
         _say(f"error: {exc}")

@@ -57,7 +57,14 @@ from pipeline.sinks.files import (
     output_suffix,
 )
 from pipeline.sinks.network import is_network_output, open_network_sink, redact
-from pipeline.stats import STATUS_FAILED, STATUS_OK, STATUS_PARTIAL, FileStats, RunStats
+from pipeline.stats import (
+    QUARANTINE_SUFFIX,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_PARTIAL,
+    FileStats,
+    RunStats,
+)
 
 # Datasets `--extract` can name today; later extractors add theirs here.
 DATASETS = ("packet", "anomaly", "flow", "stats", "dns", "tls", "http")
@@ -99,6 +106,9 @@ class ConvertOptions:
     active_timeout: float = ACTIVE_TIMEOUT_NS / 1e9
     stats_interval: float | None = None  # seconds of capture time per stats event, or None
     schema: str = "ecs"  # one of SCHEMAS
+    # Keep the numbers of the frames that became anomalies, and write them to
+    # ``<stem>.quarantine.pcap`` beside the output (`write_quarantine`).
+    quarantine: bool = False
 
     def validate(self) -> None:
         if self.schema not in SCHEMAS:
@@ -246,6 +256,8 @@ class FrameConverter:
         self.schema = options.schema
         self.want_packet = "packet" in options.extract
         self.want_anomaly = "anomaly" in options.extract
+        self.quarantine = options.quarantine
+        stats.quarantine_asked = options.quarantine
         self.want_flow = "flow" in options.extract
         self.tls = TlsExtractor() if "tls" in options.extract else None
         self.dns = DnsExtractor() if "dns" in options.extract else None
@@ -342,6 +354,7 @@ class FrameConverter:
         assert packet_event is not None and framing_event is not None
         want_packet = self.want_packet
         want_anomaly = self.want_anomaly
+        quarantine = self.quarantine
         decode = decode_packet
         frame_class = Frame
         stats = self.stats
@@ -395,6 +408,8 @@ class FrameConverter:
                             self._extractor_anomalies((record.index, 3), append, indices)
                 else:
                     anomalies[error] += 1
+                    if quarantine:
+                        stats.quarantine_frame(record.index)  # type: ignore[union-attr]
                     if want_anomaly:
                         append(packet_event(record, pkt))  # type: ignore[arg-type]
                         anomaly_events += 1
@@ -402,6 +417,8 @@ class FrameConverter:
                             indices.append(record.index)
             else:
                 anomalies[record.reason] += 1  # type: ignore[union-attr]
+                if quarantine:  # no frame was read: nothing to write to the quarantine pcap
+                    stats.quarantine_unframed += 1
                 if traffic is not None:
                     self._undecoded(batch, record)  # type: ignore[arg-type]
                 if want_anomaly:
@@ -495,6 +512,9 @@ class FrameConverter:
             extractor.anomalies = []
             name = anomalies[0].extractor
             self.stats.extractors[f"{name}_anomalies"] += len(anomalies)
+            if self.quarantine:
+                for anomaly in anomalies:
+                    self.stats.quarantine_frame(anomaly.frame_index)
             if not self.want_anomaly:
                 continue
             event = self._extractor_anomaly_event
@@ -833,6 +853,7 @@ def convert(
     executor: str = "local",
     scheduler: str | None = None,
     schema: str = "ecs",
+    quarantine: bool = False,
 ) -> RunStats:
     """Convert captures to NDJSON event files in directory `out` (or ``"-"``: stdout; or a
     network sink's URL, see `pipeline.sinks.network`: every input into that one sink, which
@@ -862,6 +883,10 @@ def convert(
     ``"dask"`` maps the inputs to the workers of the Dask cluster at `scheduler`
     (`pipeline.executors.dask`). `schema` is ``"ecs"`` or ``"ocsf"`` (OCSF 1.5.0 events,
     `pipeline.events.ocsf`; no ``stats`` dataset).
+
+    `quarantine` writes every frame that became an anomaly (decode and extractor anomalies)
+    to ``<stem>.quarantine.pcap`` beside the events (`write_quarantine`); directory output of
+    files only: not with stdout, a network sink, stdin, `one_capture` or the dask executor.
 
     Hardening: a compressed input stops (status partial) past `max_decompressed` bytes of
     output or past `max_decompression_ratio` (default 1000:1, 0: off; see
@@ -903,11 +928,14 @@ def convert(
         active_timeout=active_timeout,
         stats_interval=stats_interval,
         schema=schema,
+        quarantine=quarantine,
     )
     options.validate()
     if workers < 0:
         raise InputError(f"--workers must be 0 or more, not {workers}")
     paths = expand_inputs(list(inputs), recursive=recursive)
+    if quarantine:
+        _check_quarantine(out, network, executor, one_capture, paths)
     if resume or executor != "local":
         _check_directory_run(out, network, resume, force, executor, scheduler, paths)
     if executor == "dask":
@@ -987,6 +1015,44 @@ def _convert_to(
         manifests.close()
     run.skipped = skipped
     return run
+
+
+def _check_quarantine(
+    out: str, network: bool, executor: str, one_capture: bool, paths: list[str]
+) -> None:
+    """Usage errors of `--quarantine`: its pcap goes beside the events in an output directory,
+    and is made by reading the input a second time."""
+    if out == "-" or network:
+        raise InputError("--quarantine needs an output directory (-o DIR): its pcap goes there")
+    if executor != "local":
+        raise InputError(f"--quarantine is not supported with --executor {executor}")
+    if one_capture:
+        raise InputError("--quarantine is not supported with --one-capture")
+    if STDIN in paths:
+        raise InputError("--quarantine reads each input twice: not standard input")
+
+
+def write_quarantine(stats: FileStats, out_dir: str, stem: str) -> None:
+    """After a file's events are written: its anomalous frames (`FileStats.quarantine_frames`)
+    to ``<stem>.quarantine.pcap`` in `out_dir`, read again from the input, in frame order, as
+    `pcap-ingest extract` writes frames. No file when there are none, nor for an input that
+    failed or was interrupted. The pcap is added to the file's outputs (so its manifest lists
+    it); a failure to write it is recorded in `FileStats.quarantine_error`, not raised."""
+    from pipeline.capture import CaptureOpenError
+    from pipeline.carve import ExtractError, write_frames
+
+    frames, stats.quarantine_frames = stats.quarantine_frames, []
+    stats.quarantine_asked = True
+    if not frames or stats.status not in (STATUS_OK, STATUS_PARTIAL):
+        return
+    path = os.path.join(out_dir, stem + QUARANTINE_SUFFIX)
+    try:
+        stats.quarantined = write_frames(stats.path, frames, path)
+    except (ExtractError, CaptureOpenError, OSError) as exc:
+        stats.quarantine_error = f"{path}: {exc}"
+        return
+    stats.quarantine_path = path
+    stats.outputs.append(path)
 
 
 def _check_directory_run(
@@ -1125,6 +1191,8 @@ def _convert_files(
             else:
                 sink.close()
             stats.outputs = list(sink.paths)
+            if options.quarantine:
+                write_quarantine(stats, out, stem)
             run.files.append(stats)
             if manifests is not None:
                 manifests.finished(stats)  # after the sink's close: the manifest comes last

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.stats import STATUS_OK, STATUS_PARTIAL, FileStats
+from pipeline.stats import QUARANTINE_SUFFIX, STATUS_OK, STATUS_PARTIAL, FileStats
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_VERSION = 1
@@ -254,13 +254,16 @@ def write_manifest(path: str, manifest: dict[str, Any]) -> None:
 
 def stem_files(names: Iterable[str], stem: str, suffix: str) -> list[str]:
     """The names in a directory listing that belong to `stem`: its output (plain or rotated,
-    numbered), their ``.partial`` leftovers, its manifest and a manifest's temporary."""
+    numbered), its ``--quarantine`` pcap, their ``.partial`` leftovers, its manifest and a
+    manifest's temporary."""
     rotated = re.compile(re.escape(stem) + r"\.\d+" + re.escape(suffix) + r"(\.partial)?")
     manifest = stem + MANIFEST_SUFFIX
+    quarantine = stem + QUARANTINE_SUFFIX
     found = []
     for name in names:
         if (
             name in (stem + suffix, stem + suffix + ".partial", manifest)
+            or name in (quarantine, quarantine + ".partial")
             or rotated.fullmatch(name)
             or (name.startswith("." + manifest + ".") and name.endswith(".tmp"))
         ):

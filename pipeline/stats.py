@@ -15,6 +15,13 @@ STATUS_OK = "ok"  # read whole
 STATUS_PARTIAL = "partial"  # read until a corrupt or cut-short record, what was read is kept
 STATUS_FAILED = "failed"  # nothing could be read
 STATUS_INTERRUPTED = "interrupted"  # SIGINT/SIGTERM stopped the reading; output kept as .partial
+# `convert --quarantine`: frame numbers kept per file for the quarantine pcap. 1,000,000 is
+# 8 MB of list in the converting process (and once more in the coordinator with workers): a
+# capture that is mostly anomalies is better looked at with `extract --time-from/--time-to`.
+# Frames past it are counted in `quarantine_dropped`, not written.
+QUARANTINE_MAX_FRAMES = 1_000_000
+# `--quarantine`'s pcap of a stem's anomalous frames, beside ``<stem>.ndjson.zst``.
+QUARANTINE_SUFFIX = ".quarantine.pcap"
 
 
 @dataclass
@@ -32,6 +39,31 @@ class FileStats:
     outputs: list[str] = field(default_factory=list)
     error: str | None = None  # why the file is partial or failed, one line
     seconds: float = 0.0
+    # `--quarantine`: the numbers of the frames that became anomalies (a frame can appear more
+    # than once), capped at QUARANTINE_MAX_FRAMES; the pcap they were written to, how many
+    # frames it holds, and what could not be written (records the reader could not frame, the
+    # numbers past the cap; an error writing the pcap).
+    quarantine_asked: bool = False
+    quarantine_frames: list[int] = field(default_factory=list)
+    quarantine_dropped: int = 0
+    quarantine_unframed: int = 0
+    quarantined: int = 0
+    quarantine_path: str | None = None
+    quarantine_error: str | None = None
+
+    def quarantine_frame(self, index: int) -> None:
+        """Keep frame `index` for the quarantine pcap, within QUARANTINE_MAX_FRAMES."""
+        if len(self.quarantine_frames) < QUARANTINE_MAX_FRAMES:
+            self.quarantine_frames.append(index)
+        else:
+            self.quarantine_dropped += 1
+
+    def add_quarantine(self, frames: list[int], dropped: int, unframed: int) -> None:
+        """A worker's share of the file's quarantined frames (the engine's coordinator)."""
+        self.quarantine_unframed += unframed
+        room = QUARANTINE_MAX_FRAMES - len(self.quarantine_frames)
+        self.quarantine_frames += frames[:room]
+        self.quarantine_dropped += dropped + max(0, len(frames) - room)
 
     @property
     def anomaly_count(self) -> int:
@@ -65,6 +97,20 @@ class FileStats:
             "outputs": self.outputs,
             "error": self.error,
             "seconds": round(self.seconds, 6),
+            **({"quarantine": self.quarantine_json()} if self.quarantine_asked else {}),
+        }
+
+    def quarantine_json(self) -> dict[str, Any]:
+        """`--stats-json`'s ``quarantine`` of a file converted with --quarantine: the pcap
+        (null when no frame needed it), frames written, and anomalies left out of it."""
+        return {
+            "path": self.quarantine_path,
+            "frames": self.quarantined,
+            "not_quarantined": {
+                "unframed": self.quarantine_unframed,
+                "over_limit": self.quarantine_dropped,
+            },
+            "error": self.quarantine_error,
         }
 
 
@@ -166,6 +212,15 @@ class RunStats:
                     f", {flows['datagrams_reassembled']} fragmented datagrams reassembled"
                     if flows["datagrams_reassembled"]
                     else ""
+                )
+            )
+        quarantined = [f for f in self.files if f.quarantine_asked]
+        if quarantined:
+            lines.append(
+                f"quarantine: {sum(f.quarantined for f in quarantined)} anomalous frames written "
+                f"to {sum(f.quarantine_path is not None for f in quarantined)} pcap(s)"
+                + "".join(
+                    f"; {f.path}: {f.quarantine_error}" for f in quarantined if f.quarantine_error
                 )
             )
         incomplete = [f for f in self.files + self.skipped if f.status != STATUS_OK]

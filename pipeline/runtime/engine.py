@@ -38,6 +38,7 @@ from pipeline.convert import (
     output_stem,
     plan_outputs,
     stats_events,
+    write_quarantine,
 )
 from pipeline.flows.traffic import TrafficStats
 from pipeline.runtime.memory import tree_private_memory_bytes
@@ -336,6 +337,11 @@ class Engine:
             stats.events.update(message.stats["events"])
             stats.flows.update(message.stats["flows"])
             stats.extractors.update(message.stats["extractors"])
+            stats.add_quarantine(
+                message.stats["quarantine_frames"],
+                message.stats["quarantine_dropped"],
+                message.stats["quarantine_unframed"],
+            )
             state.final.append(message)
             traffic = message.stats["traffic"]
             if traffic is not None:
@@ -369,7 +375,8 @@ class Engine:
         between them: a worker's first output can arrive before the reader's ReaderFile."""
         state = self.files.get(file_no)
         if state is None:
-            state = self.files[file_no] = _FileState(stats=FileStats(path=self.paths[file_no]))
+            stats = FileStats(path=self.paths[file_no], quarantine_asked=self.options.quarantine)
+            state = self.files[file_no] = _FileState(stats=stats)
         return state
 
     def _on_file(self, message: ReaderFile) -> None:
@@ -482,6 +489,9 @@ class Engine:
             else:
                 sink.abort()
             stats.outputs = list(getattr(sink, "paths", []))
+            if self.options.quarantine:  # beside the closed output, before its manifest
+                stem = self._stems[file_no] if self._stems else output_stem(stats.path)
+                write_quarantine(stats, self.out, stem)
             if self.manifests is not None:
                 self.manifests.finished(stats)  # the sink is closed: the manifest comes last
         stats.seconds = time.perf_counter() - self._started

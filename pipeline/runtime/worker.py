@@ -169,6 +169,10 @@ def worker_main(
                             "extractors": dict(stats.extractors),
                             "traffic": open_file.converter.traffic,
                             "capture_key": open_file.start.capture_key,
+                            # --quarantine: this worker's anomalous frames (empty without)
+                            "quarantine_frames": stats.quarantine_frames,
+                            "quarantine_dropped": stats.quarantine_dropped,
+                            "quarantine_unframed": stats.quarantine_unframed,
                         },
                         b"" if ordered else _payload(lines, compressor),
                         indices,
