@@ -32,6 +32,7 @@ import orjson
 import pytest
 
 from pipeline.convert import ConvertOptions, convert_file
+from pipeline.gen import write_capture
 from pipeline.sinks.delivery import Delivery, DeliveryError, split_lines
 from tests.conftest import CAPTURE_PARAMS, REFERENCE_CAPTURES, SHARED, capture_id, needs_shared
 from tests.sink_support import CollectingSink, free_port
@@ -250,8 +251,13 @@ def test_every_event_of_every_capture_arrives_once(
 # -- routing: a topic per dataset, keys ------------------------------------------------------
 
 
-def test_topic_per_dataset_and_keys(broker: Tansu) -> None:
-    lines = capture_events(SHARED / "ndpi__dns.pcap") if REFERENCE_CAPTURES else []
+def test_topic_per_dataset_and_keys(broker: Tansu, tmp_path: Path) -> None:
+    if REFERENCE_CAPTURES:
+        capture = SHARED / "ndpi__dns.pcap"
+    else:  # without ../shared: a generated capture has packets, flows, DNS, TLS too
+        capture = tmp_path / "mix.pcap"
+        write_capture(str(capture), 2000, seed=3)
+    lines = capture_events(capture)
     lines += [
         b'{"event":{"id":"no-community-1","dataset":"pcap_ingest.stats"},"network":{}}',
         b"not json",
