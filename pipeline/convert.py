@@ -270,6 +270,8 @@ class FrameConverter:
             if self.want_flow or readers
             else None
         )
+        if self.dns is not None and self.tracker is not None:
+            self.tracker.inner_udp = _dns_of(self.dns)
         self.traffic = (
             TrafficStats(
                 None if options.stats_interval is None else int(options.stats_interval * 1e9)
@@ -390,7 +392,7 @@ class FrameConverter:
                             table.ended  # type: ignore[union-attr]
                             or (tls is not None and (tls.ended or tls.anomalies))
                             or (http is not None and (http.ended or http.anomalies))
-                            or (dns is not None and dns.anomalies)
+                            or (dns is not None and (dns.ended or dns.anomalies))
                             or (dns is not None and dns.ended)
                         ):
                             self._flow_events(
@@ -400,7 +402,12 @@ class FrameConverter:
                         append(packet_event(record, pkt))  # type: ignore[arg-type]
                         if indices is not None:
                             indices.append(record.index)
-                    if dns is not None and pkt[9] == 17 and (pkt[14] == 53 or pkt[15] == 53):
+                    if (
+                        dns is not None
+                        and pkt[9] == 17
+                        and (pkt[14] == 53 or pkt[15] == 53)
+                        and not pkt[13]  # a first fragment: its datagram comes from the tracker
+                    ):
                         dns.packet(record, pkt)
                         if dns.ended:
                             self._dns_events(dns.take_ended(), (record.index, 3), append, indices)
@@ -666,6 +673,18 @@ class FanOut:
 def _handshake_order(hs: TlsHandshake) -> int:
     """A handshake's place among those finished together: its flow, then its number."""
     return hs.flow.first_index * 16 + min(hs.number, 15)
+
+
+def _dns_of(dns: DnsExtractor) -> Callable[[Frame, Packet], None]:
+    """The flow tracker's hook for the UDP packets it makes (tunnels' inner packets,
+    reassembled datagrams): DNS in them goes to the extractor, as outer DNS does."""
+    packet = dns.packet
+
+    def inner_dns(record: Frame, pkt: Packet) -> None:
+        if pkt[14] == 53 or pkt[15] == 53:
+            packet(record, pkt)
+
+    return inner_dns
 
 
 def _transaction_order(tx: HttpTransaction) -> int:

@@ -646,7 +646,8 @@ class DnsExtractor:
     cap), `sweep(clock)` and `flush()` give the unanswered. Each transaction carries
     ``(frame, ip version, client ip, client port, server ip, server port[, "tcp"])`` of its
     query and response as their contexts. It is also the flow table's stream subscriber for
-    DNS over TCP (`wants`/`data`/`closed`); DNS in IP fragments is not read yet (issue #5).
+    DNS over TCP (`wants`/`data`/`closed`); DNS in tunnels and IP fragments comes from the
+    flow tracker (`FlowTracker.inner_udp`).
     """
 
     __slots__ = ("_tcp", "_tcp_anomalies", "anomalies", "ended", "malformed", "messages", "pairs")

@@ -14,6 +14,7 @@ timed out at that point's clock.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,10 @@ class FlowTracker:
         self.datagrams = 0
         self.fragment_errors = 0
         self.tunnel_errors = 0  # tunnels too deep or with a broken inner packet
+        # Told of every UDP packet the tracker makes — a tunnel's inner packet, a reassembled
+        # datagram — with the record it came in: how the DNS extractor sees DNS in tunnels
+        # and in IP fragments, which the converter's own loop (outer headers) cannot.
+        self.inner_udp: Callable[[Frame, Packet], None] | None = None
 
     def frame(self, frame: Frame, pkt: Packet) -> None:
         """Account one decoded frame that has an IP header."""
@@ -102,6 +107,8 @@ class FlowTracker:
             return False
         self.tunnelled += 1
         self.table.packet(frame, inner[0], inner[1])
+        if inner[0][9] == 17 and self.inner_udp is not None:
+            self.inner_udp(frame, inner[0])
         return True
 
     def _fragment(self, frame: Frame, pkt: Packet) -> None:
@@ -142,8 +149,12 @@ class FlowTracker:
             if inner is not None and inner[0].error is None and inner[0].src_ip is not None:
                 self.tunnelled += 1
                 self.table.packet(record, inner[0], inner[1], frames)
+                if inner[0][9] == 17 and self.inner_udp is not None:
+                    self.inner_udp(record, inner[0])
                 return
         self.table.packet(record, whole, None, frames)
+        if whole[9] == 17 and self.inner_udp is not None:
+            self.inner_udp(record, whole)
 
     def sweep(self, clock_ns: int) -> list[Flow]:
         self.table.sweep(clock_ns)
