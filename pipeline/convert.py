@@ -480,32 +480,37 @@ class FrameConverter:
                 if indices is not None:
                     indices.append((*key, flow.first_index))
             self.stats.events["flow"] += len(flows)
-        tls = self.tls
-        if tls is not None and tls.ended:
-            # Handshakes the same step finished (flows ending close their streams too).
-            handshakes = tls.take_ended()
-            handshakes.sort(key=_handshake_order)
-            tls_event = self._tls_event
-            assert tls_event is not None
-            for hs in handshakes:
-                append(tls_event(hs))
-                if indices is not None:
-                    indices.append((*key, TLS_ORDER + _handshake_order(hs)))
-            self.stats.events["tls"] += len(handshakes)
-        http = self.http
-        if http is not None and http.ended:
-            transactions = http.take_ended()
-            transactions.sort(key=_transaction_order)
-            http_event = self._http_event
-            assert http_event is not None
-            for tx in transactions:
-                append(http_event(tx))
-                if indices is not None:
-                    indices.append((*key, HTTP_ORDER + _transaction_order(tx)))
-            self.stats.events["http"] += len(transactions)
+        # Handshakes and transactions the same step finished (flows ending close their streams).
+        if self.tls is not None and self.tls.ended:
+            self._stream_events("tls", self.tls.take_ended(), _handshake_order, TLS_ORDER,
+                                self._tls_event, key, append, indices)  # fmt: skip
+        if self.http is not None and self.http.ended:
+            self._stream_events("http", self.http.take_ended(), _transaction_order, HTTP_ORDER,
+                                self._http_event, key, append, indices)  # fmt: skip
         if self.dns is not None and self.dns.ended:  # DNS over TCP, read from the streams
             self._dns_events(self.dns.take_ended(), key, append, indices)
         self._extractor_anomalies(key, append, indices)
+
+    def _stream_events(
+        self,
+        dataset: str,
+        records: list[Any],
+        order: Callable[[Any], int],
+        lift: int,
+        event: Callable[[Any], Any] | None,
+        key: tuple[int, int],
+        append: Callable[[Any], None],
+        indices: list[Any] | None,
+    ) -> None:
+        """Events of records a stream extractor finished in one step, in `order` (their
+        flow, then their number), lifted past the flow records of the same step."""
+        assert event is not None
+        records.sort(key=order)
+        for record in records:
+            append(event(record))
+            if indices is not None:
+                indices.append((*key, lift + order(record)))
+        self.stats.events[dataset] += len(records)
 
     def _extractor_anomalies(
         self, key: tuple[int, int], append: Callable[[Any], None], indices: list[Any] | None

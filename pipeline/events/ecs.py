@@ -38,7 +38,7 @@ from pipeline.decode.icmp import is_error as is_icmp_error
 from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
-from pipeline.extract import ExtractorAnomaly
+from pipeline.extract import ExtractorAnomaly, tcp_sides
 from pipeline.extract.dns import DnsTransaction, transaction_event
 from pipeline.extract.http import HttpMessage, HttpTransaction, sniff_mime_type
 from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
@@ -463,14 +463,7 @@ class EcsMapper:
         not keep a table of (``pcap.tls.*``)."""
         flow, ch, sh = hs.flow, hs.client_hello, hs.server_hello
         texts = self.texts
-        if hs.client_is_originator:
-            client, client_port, server, server_port = (
-                flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port
-            )  # fmt: skip
-        else:
-            client, client_port, server, server_port = (
-                flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port
-            )  # fmt: skip
+        client, client_port, server, server_port = tcp_sides(flow, hs.client_is_originator)
         if where is None:
             file, key, frame = self.capture_path, self.capture_key, flow.first_index
         else:
@@ -483,8 +476,8 @@ class EcsMapper:
         detail: dict[str, Any] = {
             "ja4": ja4(ch),
             "ja3_string": ja3_text,
-            "client_version": _TLS_VERSIONS.get(ch.version, "%#06x" % ch.version),
-            "offered_versions": [_TLS_VERSIONS.get(v, "%#06x" % v) for v in ch.supported_versions],
+            "client_version": tls_version_text(ch.version),
+            "offered_versions": [tls_version_text(v) for v in ch.supported_versions],
             "offered_ciphers": ["%#06x" % c for c in ch.cipher_suites],
             "alpn_offered": [p.decode("ascii", "backslashreplace") for p in ch.alpn],
             "handshake": hs.number,
@@ -492,7 +485,7 @@ class EcsMapper:
         if sh is not None:
             ja3s_text, ja3s_hash = ja3s(sh)
             tls["server"] = {"ja3s": ja3s_hash}
-            tls["version"] = _TLS_VERSIONS.get(sh.version, "%#06x" % sh.version)
+            tls["version"] = tls_version_text(sh.version)
             if sh.alpn is not None:
                 tls["next_protocol"] = sh.alpn.decode("ascii", "backslashreplace")
             detail["ja3s_string"] = ja3s_text
@@ -538,14 +531,7 @@ class EcsMapper:
         """
         flow, request, response = tx.flow, tx.request, tx.response
         texts = self.texts
-        if tx.client_is_originator:
-            client, client_port, server, server_port = (
-                flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port
-            )  # fmt: skip
-        else:
-            client, client_port, server, server_port = (
-                flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port
-            )  # fmt: skip
+        client, client_port, server, server_port = tcp_sides(flow, tx.client_is_originator)
         first_index = tx.first_index
         if where is None:
             file, key, frame = self.capture_path, self.capture_key, first_index
@@ -576,26 +562,26 @@ class EcsMapper:
             },
         }
         if request is not None:
-            http["version"] = _text(request.version)
+            http["version"] = wire_text(request.version)
             http["request"] = {
-                "method": _text(request.method),
+                "method": wire_text(request.method),
                 "bytes": request.head_bytes + request.body_bytes,
                 "body": {"bytes": request.body_bytes},
             }
             referrer = request.header(b"referer")
             if referrer is not None:
-                http["request"]["referrer"] = _text(referrer)
+                http["request"]["referrer"] = wire_text(referrer)
             mime = sniff_mime_type(request.body_prefix)
             if mime is not None:
                 http["request"]["mime_type"] = mime
-            doc["url"] = _url(request)
+            doc["url"] = request_url(request)
             agent = request.header(b"user-agent")
             if agent is not None:
-                doc["user_agent"] = {"original": _text(agent)}
+                doc["user_agent"] = {"original": wire_text(agent)}
             if not request.complete:
                 detail["request_incomplete"] = True
         if response is not None:
-            http.setdefault("version", _text(response.version))
+            http.setdefault("version", wire_text(response.version))
             http["response"] = {
                 "status_code": response.status,
                 "bytes": response.head_bytes + response.body_bytes,
@@ -606,22 +592,13 @@ class EcsMapper:
                 http["response"]["mime_type"] = mime
             content_type = response.header(b"content-type")
             if content_type is not None:
-                detail["response_content_type"] = _text(content_type)
+                detail["response_content_type"] = wire_text(content_type)
             if not response.complete:
                 detail["response_incomplete"] = True
             event["outcome"] = "failure" if response.status >= 400 else "success"
             start = request.start_ns if request is not None else response.start_ns
             event["duration"] = max(0, response.end_ns - start)
-        elif tx.response_lost:
-            detail["response_lost"] = True  # in a capture gap (missed bytes)
-        else:
-            detail["unanswered"] = True
-        if request is None:
-            detail["unsolicited"] = True
-        if tx.interim:
-            detail["interim_status_codes"] = tx.interim
-        if tx.errors:
-            detail["errors"] = [{"type": e.kind, "message": e.detail} for e in tx.errors[:4]]
+        http_flags(tx, detail)
         doc["http"] = http
         doc["pcap"] = {"file": file, "frame": frame, "http": detail}
         return doc
@@ -820,22 +797,41 @@ def stats_event(summary: TrafficSummary, capture_name: str, capture_key: str) ->
     }
 
 
-def _text(raw: bytes) -> str:
+def http_flags(tx: HttpTransaction, detail: dict[str, Any]) -> None:
+    """What both schemas say beside an HTTP transaction (ECS ``pcap.http``, OCSF
+    ``unmapped.http``): a missing side and why, interim responses, parse errors."""
+    if tx.response is None:
+        # Lost in a capture gap (missed bytes), or never sent before the flow ended.
+        detail["response_lost" if tx.response_lost else "unanswered"] = True
+    if tx.request is None:
+        detail["unsolicited"] = True
+    if tx.interim:
+        detail["interim_status_codes"] = tx.interim
+    if tx.errors:
+        detail["errors"] = [{"type": e.kind, "message": e.detail} for e in tx.errors[:4]]
+
+
+def tls_version_text(version: int) -> str:
+    """A TLS version number as its name ("1.3"), or hex when unknown."""
+    return _TLS_VERSIONS.get(version, "%#06x" % version)
+
+
+def wire_text(raw: bytes) -> str:
     """Header and request-line bytes as text: UTF-8 where valid (as browsers send), other
     bytes escaped (``\\xNN``) so the event stays valid JSON and nothing is lost."""
     return raw.decode("utf-8", "backslashreplace")
 
 
-def _url(request: HttpMessage) -> dict[str, Any]:
+def request_url(request: HttpMessage) -> dict[str, Any]:
     """ECS ``url.*`` of a request: the target as sent, and its parts. An absolute target (a
     proxy request) names its own host; otherwise the Host header does."""
     target = request.target
-    url: dict[str, Any] = {"original": _text(target)}
+    url: dict[str, Any] = {"original": wire_text(target)}
     authority = request.header(b"host")
     path = target
     scheme_end = target.find(b"://")
     if scheme_end > 0 and b"/" not in target[:scheme_end]:
-        url["scheme"] = _text(target[:scheme_end].lower())
+        url["scheme"] = wire_text(target[:scheme_end].lower())
         rest = target[scheme_end + 3 :]
         slash = rest.find(b"/")
         authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
@@ -843,17 +839,17 @@ def _url(request: HttpMessage) -> dict[str, Any]:
         authority, path = target, b""  # "CONNECT host:port"
     if authority:
         host, port = _split_authority(authority)
-        url["domain"] = _text(host)
+        url["domain"] = wire_text(host)
         if port is not None:
             url["port"] = port
     path, _, fragment = path.partition(b"#")
     path, question, query = path.partition(b"?")
     if path:
-        url["path"] = _text(path)
+        url["path"] = wire_text(path)
     if question:
-        url["query"] = _text(query)
+        url["query"] = wire_text(query)
     if fragment:
-        url["fragment"] = _text(fragment)
+        url["fragment"] = wire_text(fragment)
     return url
 
 

@@ -55,9 +55,13 @@ from pipeline.events.ecs import (
     FrameLocator,
     clamp_ns,
     format_timestamp,
+    http_flags,
     memo_timestamp,
+    request_url,
+    tls_version_text,
+    wire_text,
 )
-from pipeline.extract import ExtractorAnomaly
+from pipeline.extract import ExtractorAnomaly, tcp_sides
 from pipeline.extract.dns import DATASET_DNS, RCODE_NAMES, DnsMessage, DnsTransaction
 from pipeline.extract.http import HttpMessage, HttpTransaction, sniff_mime_type
 from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
@@ -139,7 +143,6 @@ DNS_FLAG_CAPTIONS = {
 # fingerprint.algorithm_id: JA3 and JA3S are MD5 digests.
 ALGORITHM_MD5 = 1
 JA4_TYPE_ID = 1  # ja4_fingerprint.type_id "JA4" (the TLS client fingerprint)
-_TLS_VERSIONS = {0x0300: "3.0", 0x0301: "1.0", 0x0302: "1.1", 0x0303: "1.2", 0x0304: "1.3"}
 _PROTOCOL_VER_IDS = {4: 4, 6: 6}  # connection_info.protocol_ver_id: IPv4, IPv6
 _PORTED = (6, 17, 132, 136)  # TCP, UDP, SCTP, UDP-Lite: ports to show
 _ICMP = (1, 58)
@@ -161,14 +164,6 @@ def ms(ts_ns: int) -> int:
 def duration_ms(duration_ns: int) -> int:
     """A duration in milliseconds, floored, within 64 bits."""
     return clamp_ns(duration_ns) // _NS_PER_MS
-
-
-def _tls_version(version: int) -> str:
-    return _TLS_VERSIONS.get(version, "%#06x" % version)
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def rcode_id(rcode: str) -> int:
@@ -553,17 +548,12 @@ class OcsfMapper:
             detail.update((name, value) for name, value in spreads.items() if value is not None)
         return detail
 
-    def _tcp_sides(self, flow: Flow, client_is_originator: bool) -> tuple[bytes, int, bytes, int]:
-        if client_is_originator:
-            return flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port
-        return flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port
-
     def _tcp_parts(
         self, event: dict[str, Any], flow: Flow, client_is_originator: bool, flow_key: str,
         flow_frame: int,
     ) -> None:  # fmt: skip
         """Client and server endpoints and the connection of a TCP extractor's event."""
-        client, client_port, server, server_port = self._tcp_sides(flow, client_is_originator)
+        client, client_port, server, server_port = tcp_sides(flow, client_is_originator)
         event["src_endpoint"] = self._endpoint(client, client_port)
         event["dst_endpoint"] = self._endpoint(server, server_port)
         info = self._connection(6, flow.ip_version, client, server, client_port, server_port)
@@ -591,7 +581,7 @@ class OcsfMapper:
         self._tcp_parts(event, flow, hs.client_is_originator, key, frame)
         ja3_text, ja3_hash = ja3(ch)
         tls: dict[str, Any] = {
-            "version": _tls_version(sh.version if sh is not None else ch.version),
+            "version": tls_version_text(sh.version if sh is not None else ch.version),
             "client_ciphers": ["%#06x" % c for c in ch.cipher_suites],
             "ja3_hash": {"algorithm_id": ALGORITHM_MD5, "algorithm": "MD5", "value": ja3_hash},
         }
@@ -599,8 +589,8 @@ class OcsfMapper:
             tls["sni"] = ch.server_name.decode("ascii", "backslashreplace")
         detail: dict[str, Any] = {
             "ja3_string": ja3_text,
-            "client_version": _tls_version(ch.version),
-            "offered_versions": [_tls_version(v) for v in ch.supported_versions],
+            "client_version": tls_version_text(ch.version),
+            "offered_versions": [tls_version_text(v) for v in ch.supported_versions],
             "alpn_offered": [p.decode("ascii", "backslashreplace") for p in ch.alpn],
             "handshake": hs.number,
         }
@@ -659,18 +649,18 @@ class OcsfMapper:
         traffic: dict[str, Any] = {}
         if request is not None:
             http_request: dict[str, Any] = {
-                "http_method": _text(request.method),
-                "version": _text(request.version),
+                "http_method": wire_text(request.method),
+                "version": wire_text(request.version),
                 "url": _url(request),
                 "length": request.head_bytes + request.body_bytes,
                 "body_length": request.body_bytes,
             }
             agent = request.header(b"user-agent")
             if agent is not None:
-                http_request["user_agent"] = _text(agent)
+                http_request["user_agent"] = wire_text(agent)
             referrer = request.header(b"referer")
             if referrer is not None:
-                http_request["referrer"] = _text(referrer)
+                http_request["referrer"] = wire_text(referrer)
             event["http_request"] = http_request
             traffic["bytes_out"] = http_request["length"]
             mime = sniff_mime_type(request.body_prefix)
@@ -685,10 +675,10 @@ class OcsfMapper:
                 "body_length": response.body_bytes,
             }
             if response.reason:
-                http_response["message"] = _text(response.reason)
+                http_response["message"] = wire_text(response.reason)
             content_type = response.header(b"content-type")
             if content_type is not None:
-                http_response["content_type"] = _text(content_type)
+                http_response["content_type"] = wire_text(content_type)
             event["http_response"] = http_response
             traffic["bytes_in"] = http_response["length"]
             mime = sniff_mime_type(response.body_prefix)
@@ -703,19 +693,10 @@ class OcsfMapper:
             event["start_time"] = ms(start)
             event["end_time"] = ms(max(start, response.end_ns))
             event["duration"] = duration_ms(max(0, response.end_ns - start))
-        elif tx.response_lost:
-            detail["response_lost"] = True
-        else:
-            detail["unanswered"] = True
         if traffic:
             traffic["bytes"] = traffic.get("bytes_out", 0) + traffic.get("bytes_in", 0)
             event["traffic"] = traffic
-        if request is None:
-            detail["unsolicited"] = True
-        if tx.interim:
-            detail["interim_status_codes"] = tx.interim
-        if tx.errors:
-            detail["errors"] = [{"type": e.kind, "message": e.detail} for e in tx.errors[:4]]
+        http_flags(tx, detail)
         event["unmapped"] = {"file": file, "frame": frame, "http": detail}
         return event
 
@@ -815,9 +796,7 @@ def _url(request: HttpMessage) -> dict[str, Any]:
     """OCSF ``url`` of a request: hostname, port, path, query_string, scheme from the target
     and the Host header (as ECS ``url.*``), and ``url_string`` the absolute URL they make
     (the target as sent when no host is known)."""
-    from pipeline.events.ecs import _url as ecs_url  # the one parser of request targets
-
-    parts = ecs_url(request)
+    parts = request_url(request)  # ECS's url.*: the one parser of request targets
     url: dict[str, Any] = {}
     host = parts.get("domain")
     if host is not None:

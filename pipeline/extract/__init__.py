@@ -25,10 +25,16 @@ class ExtractorAnomaly(NamedTuple):
     number: int  # 1, 2, ... per flow (or per frame for UDP), for a stable event id
 
 
+def tcp_sides(flow: Any, client_is_originator: bool) -> tuple[bytes, int, bytes, int]:
+    """(client ip, client port, server ip, server port) of a TCP flow of the flow table, the
+    client being the side an extractor saw open the conversation."""
+    if client_is_originator:
+        return flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port
+    return flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port
+
+
 def flow_endpoints(
     flow: Any, client_is_originator: bool = True
 ) -> tuple[int, bytes, int, bytes, int, int]:
     """The `ExtractorAnomaly.endpoints` of a TCP flow of the flow table."""
-    if client_is_originator:
-        return (flow.ip_version, flow.orig_ip, flow.orig_port, flow.resp_ip, flow.resp_port, 6)
-    return (flow.ip_version, flow.resp_ip, flow.resp_port, flow.orig_ip, flow.orig_port, 6)
+    return (flow.ip_version, *tcp_sides(flow, client_is_originator), 6)

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from pipeline.extract import ExtractorAnomaly, flow_endpoints
 
@@ -79,6 +80,7 @@ ERROR_DECODER_BUG = "decoder_bug"
 STOP_ENCRYPTED = "encrypted"  # ChangeCipherSpec or application data: the clear part is over
 STOP_ERROR = "error"  # see the stream's `errors`
 
+_Hello = TypeVar("_Hello")
 _u16 = struct.Struct("!H").unpack_from
 _record_header = struct.Struct("!BHH").unpack_from  # content type, version, length
 
@@ -230,14 +232,19 @@ _CLIENT_EXTENSION_READERS = {
 }
 
 
+def _never_raising(what: str, parse: Callable[[bytes], _Hello], body: bytes) -> _Hello | TlsError:
+    """`parse(body)`, or the TlsError saying why it could not be read."""
+    try:
+        return parse(bytes(body))
+    except _Short:
+        return TlsError(ERROR_TRUNCATED, "%s: a length runs past the message" % what)
+    except Exception as exc:  # a bug here must cost one hello, never the run
+        return TlsError(ERROR_DECODER_BUG, "%s: %r" % (what, exc))
+
+
 def parse_client_hello(body: bytes) -> ClientHello | TlsError:
     """Parse a ClientHello body (the handshake message without its 4-byte header)."""
-    try:
-        return _parse_client_hello(bytes(body))
-    except _Short:
-        return TlsError(ERROR_TRUNCATED, "client hello: a length runs past the message")
-    except Exception as exc:  # a bug here must cost one hello, never the run
-        return TlsError(ERROR_DECODER_BUG, "client hello: %r" % (exc,))
+    return _never_raising("client hello", _parse_client_hello, body)
 
 
 def _parse_client_hello(body: bytes) -> ClientHello:
@@ -281,12 +288,7 @@ def _parse_client_hello(body: bytes) -> ClientHello:
 
 def parse_server_hello(body: bytes) -> ServerHello | TlsError:
     """Parse a ServerHello body (also a HelloRetryRequest, flagged as such)."""
-    try:
-        return _parse_server_hello(bytes(body))
-    except _Short:
-        return TlsError(ERROR_TRUNCATED, "server hello: a length runs past the message")
-    except Exception as exc:  # a bug here must cost one hello, never the run
-        return TlsError(ERROR_DECODER_BUG, "server hello: %r" % (exc,))
+    return _never_raising("server hello", _parse_server_hello, body)
 
 
 def _parse_server_hello(body: bytes) -> ServerHello:
