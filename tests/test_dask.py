@@ -161,3 +161,28 @@ def test_a_capture_set_is_one_task(tmp_path: Path, inputs: list[Path], cluster: 
     assert [f.path for f in run.files] == paths
     assert data_files(tmp_path / "dask") == data_files(tmp_path / "local")
     assert list(data_files(tmp_path / "dask")) == ["cap0.pcap.set.ndjson.zst"]
+
+
+def test_tasks_keep_the_clients_decompression_limits(
+    tmp_path: Path, inputs: list[Path], cluster: object
+) -> None:
+    """--max-decompressed and --max-decompression-ratio reach the tasks (they run in the
+    cluster's processes, outside the client's limits block): a gzip input past the cap
+    stops there, partial, on the cluster as locally."""
+    import gzip
+
+    compressed = tmp_path / "cap.pcap.gz"
+    compressed.write_bytes(gzip.compress(inputs[0].read_bytes(), compresslevel=1))
+    cap = inputs[0].stat().st_size // 4
+    runs = {
+        where: convert(
+            [str(compressed)], str(tmp_path / where), max_decompressed=cap, **kwargs
+        ).files[0]
+        for where, kwargs in {
+            "local": {"workers": 0},
+            "dask": {"executor": "dask", "scheduler": cluster.scheduler_address},  # type: ignore[attr-defined]
+        }.items()
+    }
+    assert runs["local"].status == runs["dask"].status == STATUS_PARTIAL
+    assert 0 < runs["dask"].frames == runs["local"].frames < PACKETS
+    assert data_files(tmp_path / "dask") == data_files(tmp_path / "local")

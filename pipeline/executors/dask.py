@@ -31,6 +31,11 @@ inputs: a cluster of N single-threaded worker processes keeps N cores busy with 
 which is what an archive of many files wants. Run the workers with one thread each
 (``dask worker --nthreads 1 --nworkers N``): conversion is CPU-bound Python and holds the
 GIL. One large capture is still best converted locally with ``-w N``.
+
+Limits: the client's decompression limits (``--max-decompressed``,
+``--max-decompression-ratio``) travel with every task. ``--worker-timeout`` does not apply:
+there are no engine workers to watch in a task; a task stuck on an input is the cluster's
+to time out or cancel.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 import orjson
 
+from pipeline.capture.source import DecompressionLimits, decompression_limits
 from pipeline.convert import (
     ConvertOptions,
     _convert_files,
@@ -68,9 +74,17 @@ RETRIES = 2
 
 
 def convert_unit(
-    stem: str, paths: list[str], out: str, options: ConvertOptions, resume: bool, one_capture: bool
+    stem: str,
+    paths: list[str],
+    out: str,
+    options: ConvertOptions,
+    resume: bool,
+    one_capture: bool,
+    limits: DecompressionLimits | None = None,
 ) -> dict[str, Any]:
-    """One task: convert `paths` (one input, or a capture set) into `out` under `stem`.
+    """One task: convert `paths` (one input, or a capture set) into `out` under `stem`,
+    with the client's decompression `limits` (the task runs in another process: the
+    client's `decompression_limits` block does not reach it).
 
     Returns ``{"stem", "skipped", "manifest", "files", "worker_pid"}``: `files` the
     per-input statistics as `FileStats.to_json` writes them; `manifest` the one written (or,
@@ -85,7 +99,7 @@ def convert_unit(
     os.makedirs(out, exist_ok=True)
     writer = ManifestWriter(out, options, {stem: list(paths)})
     try:
-        with gc_tuned():
+        with gc_tuned(), decompression_limits(limits or DecompressionLimits()):
             if one_capture:
                 run = _convert_one_capture(paths, out, options, None, writer)
             else:
@@ -128,6 +142,7 @@ def convert_on_dask(
     one_capture: bool = False,
     progress: str | None = None,
     retries: int = RETRIES,
+    limits: DecompressionLimits | None = None,
 ) -> RunStats:
     """Convert `paths` into directory `out` on the Dask cluster at `scheduler` (an address,
     or a `distributed` cluster object). Raises `InputError` for an existing output (without
@@ -157,6 +172,7 @@ def convert_on_dask(
                 options,
                 resume,
                 one_capture,
+                limits,
                 key=f"pcap-ingest-convert-{stem}-{os.getpid()}-{time.time_ns()}",
                 retries=retries,
                 pure=False,
