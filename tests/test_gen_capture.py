@@ -330,6 +330,37 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         write_capture(str(tmp_path / "x"), -1, 1)
 
 
+def test_stretch_multiplies_capture_time_and_keeps_the_frames(tmp_path: Path) -> None:
+    """`stretch` (the constant-memory benchmark's slower link): the same frames, each gap
+    from the first frame multiplied, to the nanosecond."""
+    plain, slow = tmp_path / "plain.pcap", tmp_path / "slow.pcap"
+    write_capture(str(plain), 500, SEED, nanosecond=True)
+    write_capture(str(slow), 500, SEED, nanosecond=True, stretch=50)
+    ts_plain, ts_slow = _read_ns(plain), _read_ns(slow)
+    assert [frame for _, frame in ts_plain] == [frame for _, frame in ts_slow]
+    first = ts_plain[0][0]
+    assert ts_slow[0][0] == first
+    assert [ts for ts, _ in ts_slow] == [first + (ts - first) * 50 for ts, _ in ts_plain]
+    assert ts_slow[-1][0] - first > 40 * (ts_plain[-1][0] - first)
+    with pytest.raises(ValueError):
+        write_capture(str(tmp_path / "x"), 10, 1, stretch=0)
+    with pytest.raises(SystemExit) as refused:
+        main(["-n", "10", "-o", str(tmp_path / "y"), "--stretch", "-1"])
+    assert refused.value.code == 2
+
+
+def _read_ns(path: Path) -> list[tuple[int, bytes]]:
+    """(timestamp ns, frame) of a nanosecond little-endian pcap, read with struct."""
+    data = path.read_bytes()
+    assert data[:4] == struct.pack("<I", 0xA1B23C4D)
+    records, at = [], 24
+    while at < len(data):
+        seconds, nanos, caplen, _ = struct.unpack_from("<IIII", data, at)
+        records.append((seconds * 10**9 + nanos, data[at + 16 : at + 16 + caplen]))
+        at += 16 + caplen
+    return records
+
+
 def test_cli_and_module_entry_points(tmp_path: Path, pcap_file: Path) -> None:
     via_main = tmp_path / "main.pcap"
     assert main(["--packets", str(N), "--seed", str(SEED), "-o", str(via_main)]) == 0

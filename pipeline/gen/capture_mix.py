@@ -1695,20 +1695,36 @@ def write_capture(
     profile: str = "mixed",
     *,
     flows: int | None = None,
+    stretch: float = 1.0,
 ) -> None:
     """Write `packets` frames of `profile` (default the mix) to `path` as pcap (LE) or pcapng.
 
     `nanosecond` gives a nanosecond pcap (magic a1b23c4d) or, for pcapng, an interface
     with if_tsresol 9; otherwise timestamps are in microseconds. `flows` sets the number of
-    connections of the profiles that take one (see `pipeline.gen.profiles`).
+    connections of the profiles that take one (see `pipeline.gen.profiles`). `stretch`
+    multiplies capture time from the first frame: the same packets on a slower link, every
+    gap and round trip longer (the mix runs at ~100k packets/s, so its finished flows
+    outlive the capture unless it spans more than the flow timeouts).
     """
     if fmt not in ("pcap", "pcapng"):
         raise ValueError(f"unknown format {fmt!r} (pcap or pcapng)")
     if packets < 0:
         raise ValueError("packets must be >= 0")
+    if not stretch > 0:
+        raise ValueError("stretch must be positive")
     frames = iter_frames(packets, seed, profile, flows=flows)  # checks before creating the file
+    if stretch != 1.0:
+        frames = _stretched(frames, stretch)
     with open(path, "wb") as f:
         _write(f, frames, fmt, nanosecond)
+
+
+def _stretched(frames: Iterator[tuple[int, bytes]], stretch: float) -> Iterator[tuple[int, bytes]]:
+    start: int | None = None
+    for ts, frame in frames:
+        if start is None:
+            start = ts
+        yield start + round((ts - start) * stretch), frame
 
 
 def _write(f: BinaryIO, frames: Iterator[tuple[int, bytes]], fmt: str, nanosecond: bool) -> None:
@@ -1764,7 +1780,7 @@ def _opt(code: int, value: bytes) -> bytes:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`gen_capture --packets N --seed S -o FILE [--profile P] [--flows F] [--format pcap|pcapng]
-    [--nanosecond]`."""
+    [--nanosecond] [--stretch FACTOR]`."""
     from pipeline.gen.profiles import PROFILES  # see iter_frames
 
     p = argparse.ArgumentParser(
@@ -1802,9 +1818,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="nanosecond timestamps (pcap magic a1b23c4d; pcapng if_tsresol 9)",
     )
+    p.add_argument(
+        "--stretch",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="multiply capture time by FACTOR: a slower link (the mix runs at ~100k "
+        "packets/s; 50 gives ~2k, where finished flows time out within the capture)",
+    )
     args = p.parse_args(argv)
     if args.packets < 0:
         p.error("--packets must be >= 0")
+    if not args.stretch > 0:
+        p.error("--stretch must be positive")
     t0 = time.perf_counter()
     try:
         write_capture(
@@ -1815,6 +1841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.nanosecond,
             args.profile,
             flows=args.flows,
+            stretch=args.stretch,
         )
     except ValueError as e:  # a profile refusing its arguments: say so as argparse would
         p.error(str(e))
