@@ -967,7 +967,8 @@ def convert(
 
         assert scheduler is not None
         return convert_on_dask(paths, out, options, scheduler, resume=resume,
-                               one_capture=one_capture, progress=progress)  # fmt: skip
+                               one_capture=one_capture, progress=progress,
+                               limits=limits)  # fmt: skip
     shared: Any = None
     if network:
         if sink_timeout <= 0 or sink_buffer <= 0:
