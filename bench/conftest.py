@@ -84,17 +84,22 @@ def workload(
     fmt: str = "pcap",
     profile: str = "mixed",
     flows: int | None = None,
+    stretch: float = 1.0,
 ) -> Path:
     """The generated capture of `packets` packets of `profile` (pipeline.gen.profiles; `flows`
-    for the profiles that take a flow count), made once and cached."""
+    for the profiles that take a flow count; `stretch` of capture time), made once and
+    cached."""
     CACHE.mkdir(exist_ok=True)
     # The mix keeps its original name so captures cached before profiles existed are reused.
     stem = "mix" if profile == "mixed" else profile
     suffix = "" if flows is None else f"-f{flows}"
+    suffix += "" if stretch == 1.0 else f"-x{stretch:g}"
     path = CACHE / f"{stem}-{packets}-s{seed}{suffix}.{fmt}"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        write_capture(str(tmp), packets, seed, fmt=fmt, profile=profile, flows=flows)
+        write_capture(
+            str(tmp), packets, seed, fmt=fmt, profile=profile, flows=flows, stretch=stretch
+        )
         tmp.replace(path)
     return path
 

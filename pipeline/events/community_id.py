@@ -78,8 +78,10 @@ def community_id(
 
 
 # Bounded so a scan of millions of flows cannot grow memory without limit; cleared whole when
-# full, which is O(1) amortised and keeps the hit path a single dict look-up.
-COMMUNITY_ID_CACHE_SIZE = 1 << 16
+# full, which is O(1) amortised and keeps the hit path a single dict look-up. 16k flows: it
+# is asked only when a packet-event memo misses (ecs.MEMO_SIZE), and a bigger one took
+# millions of packets to fill, so a long capture's peak memory sat above a short one's.
+COMMUNITY_ID_CACHE_SIZE = 1 << 14
 
 
 class CommunityIdCache:
