@@ -281,7 +281,8 @@ class FrameConverter:
         )
         self.last_ts_ns = 0  # of the last frame, for framing errors (which carry no time)
         self._next_sweep_ns: int | None = None  # sweep points, when this process sees all frames
-        self._packet_event: Callable[[Frame, Packet], Any] | None = None
+        self._packet_event: Callable[..., Any] | None = None
+        self._flow_lines = False  # `_packet_event` takes the packet's flow (PacketLineEncoder)
         self._framing_event: Callable[[FramingError, int], Any] | None = None
         self._flow_event: Callable[[Flow], Any] | None = None
         self._dns_event: Callable[[DnsTransaction], Any] | None = None
@@ -306,6 +307,7 @@ class FrameConverter:
         if self.serialise:
             if isinstance(mapper, EcsMapper):
                 self._packet_event = PacketLineEncoder(mapper).line
+                self._flow_lines = True
             else:  # no byte-level fast path for OCSF: the dict, then orjson (~2x the cost)
                 packet = mapper.packet
                 self._packet_event = lambda frame, pkt: _serialise(packet(frame, pkt))
@@ -359,6 +361,7 @@ class FrameConverter:
         quarantine = self.quarantine
         decode = decode_packet
         frame_class = Frame
+        flow_lines = self._flow_lines
         stats = self.stats
         anomalies = stats.anomalies
         decoded = 0
@@ -386,20 +389,23 @@ class FrameConverter:
                 error = pkt.error
                 if error is None:
                     decoded += 1
+                    flow = None
                     if track is not None and pkt[7] is not None:
-                        track(record, pkt)  # type: ignore[arg-type]
+                        flow = track(record, pkt)  # type: ignore[arg-type]
                         if (
                             table.ended  # type: ignore[union-attr]
                             or (tls is not None and (tls.ended or tls.anomalies))
                             or (http is not None and (http.ended or http.anomalies))
                             or (dns is not None and (dns.ended or dns.anomalies))
-                            or (dns is not None and dns.ended)
                         ):
                             self._flow_events(
                                 table.take_ended(), (record.index, 1), append, indices
                             )  # type: ignore[union-attr]
                     if want_packet:
-                        append(packet_event(record, pkt))  # type: ignore[arg-type]
+                        if flow_lines:  # the encoder keeps its rendering on the flow
+                            append(packet_event(record, pkt, flow))  # type: ignore[call-arg]
+                        else:
+                            append(packet_event(record, pkt))  # type: ignore[arg-type]
                         if indices is not None:
                             indices.append(record.index)
                     if (

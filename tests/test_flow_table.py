@@ -143,6 +143,45 @@ def test_syn_ack_first_flips_the_originator() -> None:
     assert (flow.orig_packets, flow.resp_packets) == (1, 1)
 
 
+def test_directions_whichever_endpoint_sorts_first() -> None:
+    """The table tells a packet's direction by which side of the key it is (the lower
+    address, or port on equal addresses) against the originator's side: checked with the
+    originator lower and higher, on one address with two ports, on a flipped (SYN-ACK
+    first) flow, across an active-timeout continuation, and on a flow whose two endpoints
+    are the same (every packet the originator's)."""
+    cases = [
+        ("10.0.0.1", "10.0.0.2", 40000, 80),  # originator is the lower address
+        ("10.0.0.9", "10.0.0.2", 40000, 80),  # originator is the higher address
+        ("10.0.0.5", "10.0.0.5", 50000, 80),  # one address: the higher port originates
+        ("10.0.0.5", "10.0.0.5", 80, 50000),  # one address: the lower port originates
+    ]
+    for client, server, cport, sport in cases:
+        feed = Feeder(FlowTable(1000, udp_idle_ns=1000 * S, active_ns=100 * S))
+        feed(0, udp_frame(client, server, cport, sport))
+        feed(1, udp_frame(server, client, sport, cport))
+        feed(2, udp_frame(server, client, sport, cport))
+        feed(150 * S, udp_frame(server, client, sport, cport))  # past the active timeout
+        feed(151 * S, udp_frame(server, client, sport, cport))
+        feed(152 * S, udp_frame(client, server, cport, sport))
+        first, second = feed.finish()
+        assert first.orig_ip == socket.inet_aton(client) and first.orig_port == cport
+        assert (first.orig_packets, first.resp_packets) == (1, 2), (client, server)
+        assert second.continued and second.orig_port == cport
+        assert (second.orig_packets, second.resp_packets) == (1, 2), (client, server)
+    feed = Feeder()
+    feed(0, tcp_frame("10.0.0.9", "10.0.0.1", 80, 40000, SY | A, seq=500, ack=101))
+    feed(1, tcp_frame("10.0.0.1", "10.0.0.9", 40000, 80, A, seq=101, ack=501))
+    feed(2, tcp_frame("10.0.0.1", "10.0.0.9", 40000, 80, A, seq=101, ack=501, data=b"x"))
+    (flipped,) = feed.finish()
+    assert flipped.orig_ip == socket.inet_aton("10.0.0.1") and flipped.history.startswith("^")
+    assert (flipped.orig_packets, flipped.resp_packets, flipped.orig_payload) == (2, 1, 1)
+    feed = Feeder()
+    for t in range(3):
+        feed(t, udp_frame("10.0.0.5", "10.0.0.5", 7000, 7000))
+    (same,) = feed.finish()
+    assert (same.orig_packets, same.resp_packets) == (3, 0)
+
+
 def test_timeouts_use_capture_time() -> None:
     feed = Feeder(FlowTable(1000, udp_idle_ns=60 * S, active_ns=100 * S))
     feed(0, udp_frame(CLIENT, SERVER, 5000, 53))

@@ -35,6 +35,7 @@ from pipeline.events.ecs import (
     EcsMapper,
     format_timestamp,
 )
+from pipeline.flows.table import Flow
 
 _dumps = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
@@ -85,7 +86,7 @@ class PacketLineEncoder:
         self.mapper = mapper
         self.line = self._line_encoder()
 
-    def _line_encoder(self) -> Callable[[Frame, Packet], bytes]:
+    def _line_encoder(self) -> Callable[..., bytes]:
         mapper = self.mapper
         packet_event = mapper.packet
         path_json = _dumps(mapper.capture_path)
@@ -109,7 +110,9 @@ class PacketLineEncoder:
             )
             return rendered
 
-        def line(frame: Frame, pkt: Packet) -> bytes:
+        def line(frame: Frame, pkt: Packet, flow: Flow | None = None) -> bytes:
+            """The packet's line. `flow`: the flow the flow table accounted it to, if any;
+            its direction then keeps the rendered parts (no memo lookup of its own)."""
             (
                 _,
                 dst_mac,
@@ -146,11 +149,28 @@ class PacketLineEncoder:
             if seconds != second_text[1]:
                 second_text[0] = format_timestamp(seconds * 1_000_000_000)[:-10].encode()
                 second_text[1] = seconds
-            if src_port is not None:
-                key = (protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, True)
+            if flow is not None and src_port is not None:
+                from_orig = (
+                    src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port)
+                ) is flow.orig_low
+                parts = flow.orig_line_parts if from_orig else flow.resp_line_parts
+                if parts is not None and parts[0] == src_mac and parts[1] == dst_mac:
+                    network, endpoints = parts[2], parts[3]
+                else:
+                    key = (protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, True)
+                    network, endpoints = fragments_get(key) or flow_fragments(key, ip_version)  # type: ignore[arg-type]
+                    # Kept on the flow from a direction's second packet on: a one-packet
+                    # direction (a DNS query, a SYN of a scan) holds nothing until timeout.
+                    if from_orig and flow.orig_packets > 1:
+                        flow.orig_line_parts = (src_mac, dst_mac, network, endpoints)  # type: ignore[assignment]
+                    elif not from_orig and flow.resp_packets > 1:
+                        flow.resp_line_parts = (src_mac, dst_mac, network, endpoints)  # type: ignore[assignment]
             else:
-                key = (protocol, src_ip, dst_ip, icmp_type, icmp_code, src_mac, dst_mac, False)
-            network, endpoints = fragments_get(key) or flow_fragments(key, ip_version)  # type: ignore[arg-type]
+                if src_port is not None:
+                    key = (protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, True)
+                else:
+                    key = (protocol, src_ip, dst_ip, icmp_type, icmp_code, src_mac, dst_mac, False)
+                network, endpoints = fragments_get(key) or flow_fragments(key, ip_version)  # type: ignore[arg-type]
             vlan = b"" if vlan_id is None else _vlan_fragment(vlan_id, inner_vlan_id)
             frag = (
                 b""

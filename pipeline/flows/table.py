@@ -6,8 +6,9 @@ defragments and decapsulates and comes back), and flows leave the table as `Flow
 `FlowTable.ended`, which the caller drains and maps to events. Nothing here reads the wall
 clock, does I/O, or raises on packet content.
 
-Keys. A flow is the normalised (lower endpoint first) tuple ``(protocol, ip, ip, port, port,
-vlan, inner vlan, tunnel id)`` (the tunnel id: a VXLAN/Geneve network, `KEYED_TUNNELS`); for
+Keys. A flow is the normalised (lower endpoint first) ``(protocol, ip, ip, port, port,
+vlan, inner vlan, tunnel id)`` (the tunnel id: a VXLAN/Geneve network, `KEYED_TUNNELS`),
+packed in one bytes object when there is no VLAN or tunnel id (`_pack_key`); for
 ICMP the type and its paired reply type stand in for the ports as in Community ID, so an echo
 request and its reply are one flow. The originator is decided as Zeek does: the SYN side (a
 first packet that is a SYN-ACK flips the direction and writes ``^`` in the history), else the
@@ -57,6 +58,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import struct
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -89,6 +91,10 @@ MAX_STREAM_BYTES = 16 << 20  # per flow and direction, reassembled for a subscri
 MAX_REASSEMBLY_BYTES = 256 << 20  # out-of-order bytes buffered per table, all flows together
 
 SEQ_MASK = 0xFFFFFFFF
+# A flow's key: its lower endpoint's address, the other's, then protocol and the two ports
+# in the same order (`FlowTable.packet`); with a VLAN or a keyed tunnel, a tuple of that and
+# them. ICMP's type and paired type stand in for ports (< 2**16 too).
+_pack_key = struct.Struct("!BHH").pack
 _INT64_MAX = (1 << 63) - 1
 SEQ_HALF = 0x80000000
 
@@ -214,6 +220,8 @@ class Flow:
         "orig_dir",
         "orig_ip",
         "orig_last_ns",
+        "orig_line_parts",
+        "orig_low",
         "orig_packets",
         "orig_payload",
         "orig_port",
@@ -227,6 +235,7 @@ class Flow:
         "resp_dir",
         "resp_ip",
         "resp_last_ns",
+        "resp_line_parts",
         "resp_packets",
         "resp_payload",
         "resp_port",
@@ -256,6 +265,7 @@ class Flow:
         else:
             self.orig_ip, self.resp_ip = pkt[7], pkt[8]
             self.orig_port, self.resp_port = src_port, dst_port
+        self.orig_low = originator_is_low(self)
         self.icmp_code: int | None = pkt[21]  # of the first packet, for ICMP flows
         self.vlan_id = pkt[3]
         self.inner_vlan_id = pkt[4]
@@ -279,6 +289,10 @@ class Flow:
         self.subscriber: StreamSubscriber | None = None
         self.orig_stream: StreamReassembler | None = None
         self.resp_stream: StreamReassembler | None = None
+        # The packet-event encoder's rendering of each direction (`PacketLineEncoder.line`),
+        # kept here so that with flows on a packet costs one key lookup, not two.
+        self.orig_line_parts: tuple[bytes, bytes, bytes, bytes] | None = None
+        self.resp_line_parts: tuple[bytes, bytes, bytes, bytes] | None = None
         self.end_reason = ""
         self.continued = False  # this record continues one ended by the active timeout
         self.done = False
@@ -302,6 +316,15 @@ class Flow:
             return None
         names = ("source_size", "destination_size", "source_iat_ns", "destination_iat_ns")
         return {name: spread.summary() for name, spread in zip(names, self.spreads, strict=True)}
+
+
+def originator_is_low(flow: Flow) -> bool:
+    """Whether the originator is the key's first endpoint: the lower address, or the lower
+    port on equal addresses (`FlowTable.packet` compares this with the packet's own side
+    instead of comparing the addresses again)."""
+    return flow.orig_ip < flow.resp_ip or (
+        flow.orig_ip == flow.resp_ip and flow.orig_port <= flow.resp_port
+    )
 
 
 def _missed(direction: _Direction | None, peer: _Direction | None) -> int:
@@ -481,8 +504,10 @@ class FlowTable:
         pkt: Packet,
         tunnels: tuple[Any, ...] | None = None,
         packets: int = 1,
-    ) -> None:
-        """Account one decoded IP packet (or `packets` frames of one datagram) to its flow.
+    ) -> Flow | None:
+        """Account one decoded IP packet (or `packets` frames of one datagram) to its flow;
+        return that flow, or None when the packet went to `special` (its flow, if any, is
+        the datagram's or the inner packet's).
 
         `record` gives the frame number, time, lengths and bytes (`pkt`'s payload offsets
         point into ``record.data``). Fragments and tunnel carriers go to `special` (the
@@ -507,7 +532,7 @@ class FlowTable:
             ) and packets == 1 and self.special is not None and self.special(
                 record, pkt
             ):  # fmt: skip
-                return
+                return None
             tunnel_id = None
         else:
             tunnel_id = tunnels[-1][1] if tunnels[-1][0] in KEYED_TUNNELS else None
@@ -517,17 +542,22 @@ class FlowTable:
                 dst_port = _ICMP_PAIRS.get((protocol, icmp_type), icmp_code)
             else:
                 src_port = dst_port = 0
-        if src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port):
-            key = (protocol, src_ip, dst_ip, src_port, dst_port, vlan_id, inner_vlan_id, tunnel_id)
+        # One bytes object, not a tuple of eight: the lookup in a table of many flows is
+        # mostly cache misses, and comparing a tuple key touches each of its objects.
+        low = src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port)
+        if low:
+            key = src_ip + dst_ip + _pack_key(protocol, src_port, dst_port)
         else:
-            key = (protocol, dst_ip, src_ip, dst_port, src_port, vlan_id, inner_vlan_id, tunnel_id)
+            key = dst_ip + src_ip + _pack_key(protocol, dst_port, src_port)
+        if vlan_id is not None or tunnel_id is not None:
+            key = (key, vlan_id, inner_vlan_id, tunnel_id)
         flow = self.flows.get(key)
         if flow is None or ts_ns - flow.last_ns > flow.idle_ns or ts_ns > flow.active_end:
             flow = self._arrive(flow, key, record, pkt, src_port, dst_port, tunnels)
         seg_len = 0 if end is None else end - start
         if caplen < wire_len and seg_len:
             seg_len += wire_len - caplen  # cut by the snap length: the wire had the rest
-        from_orig = src_port == flow.orig_port and src_ip == flow.orig_ip
+        from_orig = low is flow.orig_low
         if tcp_flags is not None:
             # Flags (FIN SYN RST PSH ACK), with or without data, with or without a zero
             # window, are mostly a combination this direction has sent since the endpoints'
@@ -537,7 +567,7 @@ class FlowTable:
             if not signature & (flow.orig_seen if from_orig else flow.resp_seen):
                 flow = self._flags(flow, from_orig, key, record, pkt, src_port, dst_port,
                                    tunnels, signature, seg_len)  # fmt: skip
-                from_orig = src_port == flow.orig_port and src_ip == flow.orig_ip
+                from_orig = low is flow.orig_low
             direction = flow.orig_dir if from_orig else flow.resp_dir
         if ts_ns > flow.last_ns:
             flow.last_ns = ts_ns
@@ -553,7 +583,7 @@ class FlowTable:
         if flow.spreads is not None:
             self._spread(flow, from_orig, ts_ns, wire_len)
         if tcp_flags is None:
-            return
+            return flow
         direction.ack = ack  # what this side acknowledged last (`acking`: if it did)
         if seg_len:
             if (seq - direction.base - direction.end) & SEQ_MASK:
@@ -568,6 +598,7 @@ class FlowTable:
             peer = flow.resp_stream if from_orig else flow.orig_stream
             if peer is not None and peer.buffered_bytes:
                 self._acked(flow, not from_orig, peer, ack)
+        return flow
 
     def _arrive(
         self,
@@ -783,6 +814,7 @@ class FlowTable:
         self.active_timeouts += 1
         nxt = self._new(flow.key, index, ts_ns, pkt, flow.orig_port, flow.resp_port, tunnels, False)
         nxt.orig_ip, nxt.resp_ip = flow.orig_ip, flow.resp_ip
+        nxt.orig_low = flow.orig_low
         nxt.orig_state, nxt.resp_state = flow.orig_state, flow.resp_state
         nxt.idle_ns = self._idle(nxt)
         nxt.orig_dir, nxt.resp_dir = flow.orig_dir, flow.resp_dir
