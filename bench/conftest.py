@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+import pipeline.flows
 from pipeline.gen.capture_mix import write_capture
 from pipeline.runtime.memory import tree_private_memory_bytes
 
@@ -135,6 +136,7 @@ def record_throughput(
     info = benchmark.extra_info
     info["packets"] = packets
     info["machine"] = machine_line()
+    info["flow_table"] = "compiled" if pipeline.flows.COMPILED_TABLE else "python"
     if nbytes is not None:
         info["bytes"] = nbytes
         info["bytes_of"] = bytes_of or "capture file"

@@ -16,3 +16,6 @@ if [ ! -f "$stamp" ]; then
 fi
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
+# The compiled flow table (mypyc): built when missing or older than its source; without a
+# C compiler the package runs as pure Python (scripts/build_native.py says so).
+python "$repo_root/scripts/build_native.py" || true

@@ -95,6 +95,7 @@ SEQ_MASK = 0xFFFFFFFF
 # in the same order (`FlowTable.packet`); with a VLAN or a keyed tunnel, a tuple of that and
 # them. ICMP's type and paired type stand in for ports (< 2**16 too).
 _pack_key = struct.Struct("!BHH").pack
+FlowKey = bytes | tuple[bytes, int | None, int | None, Any]
 _INT64_MAX = (1 << 63) - 1
 SEQ_HALF = 0x80000000
 
@@ -250,7 +251,7 @@ class Flow:
         "vlan_id",
     )
 
-    def __init__(self, key: tuple[Any, ...], index: int, ts_ns: int, pkt: Packet,
+    def __init__(self, key: FlowKey, index: int, ts_ns: int, pkt: Packet,
                  src_port: int, dst_port: int, tunnels: tuple[Any, ...] | None,
                  flip: bool) -> None:  # fmt: skip
         self.key = key
@@ -291,8 +292,8 @@ class Flow:
         self.resp_stream: StreamReassembler | None = None
         # The packet-event encoder's rendering of each direction (`PacketLineEncoder.line`),
         # kept here so that with flows on a packet costs one key lookup, not two.
-        self.orig_line_parts: tuple[bytes, bytes, bytes, bytes] | None = None
-        self.resp_line_parts: tuple[bytes, bytes, bytes, bytes] | None = None
+        self.orig_line_parts: tuple[bytes | None, bytes | None, bytes, bytes] | None = None
+        self.resp_line_parts: tuple[bytes | None, bytes | None, bytes, bytes] | None = None
         self.end_reason = ""
         self.continued = False  # this record continues one ended by the active timeout
         self.done = False
@@ -475,7 +476,7 @@ class FlowTable:
         self.subscriber = subscriber
         self.max_stream_bytes = max_stream_bytes
         self.max_reassembly_bytes = max_reassembly_bytes
-        self.flows: dict[tuple[Any, ...], Flow] = {}
+        self.flows: dict[FlowKey, Flow] = {}
         # Added to frame numbers: a capture set's parts number their frames from 1 each, the
         # table counts through the set (`pipeline.convert.CaptureSet` maps them back).
         self.index_base = 0
@@ -568,7 +569,8 @@ class FlowTable:
                 flow = self._flags(flow, from_orig, key, record, pkt, src_port, dst_port,
                                    tunnels, signature, seg_len)  # fmt: skip
                 from_orig = low is flow.orig_low
-            direction = flow.orig_dir if from_orig else flow.resp_dir
+            # Never None: `_flags` made it when this direction first sent these flags.
+            direction: _Direction = flow.orig_dir if from_orig else flow.resp_dir  # type: ignore[assignment]
         if ts_ns > flow.last_ns:
             flow.last_ns = ts_ns
         flow.last_index = index + self.index_base
@@ -603,7 +605,7 @@ class FlowTable:
     def _arrive(
         self,
         flow: Flow | None,
-        key: tuple[Any, ...],
+        key: FlowKey,
         record: Frame,
         pkt: Packet,
         src_port: int,
@@ -627,7 +629,7 @@ class FlowTable:
         self,
         flow: Flow,
         from_orig: bool,
-        key: tuple[Any, ...],
+        key: FlowKey,
         record: Frame,
         pkt: Packet,
         src_port: int,
@@ -782,7 +784,7 @@ class FlowTable:
 
     def _new(
         self,
-        key: tuple[Any, ...],
+        key: FlowKey,
         index: int,
         ts_ns: int,
         pkt: Packet,
