@@ -108,3 +108,28 @@ def test_a_compiled_table_older_than_its_source_is_not_used(tmp_path: Path) -> N
     used, path = stale.stdout.split()
     assert used == "False" and path.endswith("table.py")
     assert "older than pipeline/flows/table.py" in stale.stderr
+
+
+def test_a_failed_build_says_so_and_leaves_the_package_working(tmp_path: Path) -> None:
+    """No working C compiler (CC=false): build_native.py reports it in one line, exits 1,
+    and the package it was building for still imports (on the source, in a copy)."""
+    shutil.copytree(
+        REPO / "pipeline",
+        tmp_path / "pipeline",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so"),
+    )
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / "build_native.py", tmp_path / "scripts")
+    env = {**_env(pure=False), "PYTHONPATH": str(tmp_path), "CC": "false"}
+    build = subprocess.run(
+        [sys.executable, str(tmp_path / "scripts" / "build_native.py"), "--force"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 1, build.stderr
+    assert "could not compile the flow table" in build.stderr
+    assert not list((tmp_path / "pipeline" / "flows").glob("*.so"))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import pipeline.flows as f; print(f.COMPILED_TABLE)"],
+        env=env, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert probe.stdout.strip() == "False", probe.stderr

@@ -149,28 +149,27 @@ class PacketLineEncoder:
             if seconds != second_text[1]:
                 second_text[0] = format_timestamp(seconds * 1_000_000_000)[:-10].encode()
                 second_text[1] = seconds
+            parts = None
             if flow is not None and src_port is not None:
-                from_orig = (
-                    src_ip < dst_ip or (src_ip == dst_ip and src_port <= dst_port)
-                ) is flow.orig_low
+                from_orig = flow.last_from_orig  # the table's call on this very packet
                 parts = flow.orig_line_parts if from_orig else flow.resp_line_parts
-                if parts is not None and parts[0] == src_mac and parts[1] == dst_mac:
-                    network, endpoints = parts[2], parts[3]
-                else:
-                    key = (protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, True)
-                    network, endpoints = fragments_get(key) or flow_fragments(key, ip_version)  # type: ignore[arg-type]
-                    # Kept on the flow from a direction's second packet on: a one-packet
-                    # direction (a DNS query, a SYN of a scan) holds nothing until timeout.
-                    if from_orig and flow.orig_packets > 1:
-                        flow.orig_line_parts = (src_mac, dst_mac, network, endpoints)  # type: ignore[assignment]
-                    elif not from_orig and flow.resp_packets > 1:
-                        flow.resp_line_parts = (src_mac, dst_mac, network, endpoints)  # type: ignore[assignment]
+                if parts is not None and (parts[0] != src_mac or parts[1] != dst_mac):
+                    parts = None  # made for other MACs (a failover, a router's two sides)
+            if parts is not None:
+                network, endpoints = parts[2], parts[3]
             else:
                 if src_port is not None:
                     key = (protocol, src_ip, dst_ip, src_port, dst_port, src_mac, dst_mac, True)
                 else:
                     key = (protocol, src_ip, dst_ip, icmp_type, icmp_code, src_mac, dst_mac, False)
                 network, endpoints = fragments_get(key) or flow_fragments(key, ip_version)  # type: ignore[arg-type]
+                # Kept on the flow from a direction's second packet on: a one-packet
+                # direction (a DNS query, a SYN of a scan) holds nothing until timeout.
+                if flow is not None and src_port is not None:
+                    if from_orig and flow.orig_packets > 1:
+                        flow.orig_line_parts = (src_mac, dst_mac, network, endpoints)  # type: ignore[assignment]
+                    elif not from_orig and flow.resp_packets > 1:
+                        flow.resp_line_parts = (src_mac, dst_mac, network, endpoints)  # type: ignore[assignment]
             vlan = b"" if vlan_id is None else _vlan_fragment(vlan_id, inner_vlan_id)
             frag = (
                 b""

@@ -215,6 +215,7 @@ class Flow:
         "inner_vlan_id",
         "ip_version",
         "key",
+        "last_from_orig",
         "last_index",
         "last_ns",
         "orig_bytes",
@@ -256,6 +257,9 @@ class Flow:
                  flip: bool) -> None:  # fmt: skip
         self.key = key
         self.first_index = self.last_index = index
+        # Whether the packet `FlowTable.packet` accounted last came from the originator: the
+        # packet-event encoder, called next for the same packet, reads it.
+        self.last_from_orig = True
         self.start_ns = self.last_ns = ts_ns
         self.check_ns = 0
         self.protocol: int = pkt[9]
@@ -574,6 +578,7 @@ class FlowTable:
         if ts_ns > flow.last_ns:
             flow.last_ns = ts_ns
         flow.last_index = index + self.index_base
+        flow.last_from_orig = from_orig
         if from_orig:
             flow.orig_packets += packets
             flow.orig_bytes += wire_len
