@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from pipeline.capture import Frame, open_capture
 from pipeline.decode.packet import decode_packet
 from pipeline.decode.tunnel import decapsulate
+from pipeline.extract import dns as dns_module
 from pipeline.extract.dns import (
     DATASET_DNS,
     FLAG_BAD_RDATA,
@@ -333,6 +334,66 @@ def test_mutated_messages_never_raise(edits: list[tuple[int, int]]) -> None:
         data[pos] = value
     msg = parse_message(bytes(data))
     assert isinstance(msg, DnsMessage), msg  # the header is whole: never a DnsError
+
+
+# --- The quick name path (`_common_name`) -------------------------------------------------
+def walked_only(payload: bytes, monkeypatch: pytest.MonkeyPatch) -> DnsMessage | DnsError:
+    """`payload` parsed with every name read by `unpack_name`'s full walk."""
+    with monkeypatch.context() as patch:
+        patch.setattr(dns_module, "_common_name", lambda buf, off, names: None)
+        return parse_message(payload)
+
+
+QUICK_CASES = [
+    RICH,
+    # Labels then a pointer to a name read before; a pointer to a pointer's name; the root.
+    response(rr(wire_name(b"www")[:-1] + AT_QNAME, 1, b"\x01\x02\x03\x04")),
+    header(qd=2, an=1)
+    + question(wire_name(b"a", b"example", b"com"))
+    + question(wire_name(b"b")[:-1] + pointer(12))
+    + rr(pointer(29), 1, b"\x01\x02\x03\x04"),
+    header(qd=1, an=1) + question(b"\x00") + rr(pointer(12), 1, b"\x01\x02\x03\x04"),
+    # Names the quick path leaves to the walk: a dot, a backslash and a space inside labels,
+    # a pointer forwards, one past the end, long names, many labels.
+    header(qd=1) + question(wire_name(b"a.b", b"c")),
+    header(qd=1) + question(wire_name(b"a\\b", b"c d")),
+    header(qd=1, an=1) + question(pointer(40)) + rr(wire_name(b"x"), 1, b"\x01\x02\x03\x04"),
+    header(qd=1) + question(wire_name(b"a")[:-1] + pointer(200)),
+    header(qd=1) + question(wire_name(*[b"x" * 63] * 4)),
+    header(qd=1) + question(wire_name(*[b"y"] * 120)),
+]
+
+
+@pytest.mark.parametrize("payload", QUICK_CASES)
+def test_quick_names_equal_the_full_walk(payload: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_message(payload) == walked_only(payload, monkeypatch)
+
+
+def test_quick_path_reads_the_common_names() -> None:
+    """It does take the common shapes (or the equality tests above would prove nothing)."""
+    names: dict = {}
+    plain = wire_name(b"www", b"example", b"com")
+    assert dns_module._common_name(plain, 0, names) == ("www.example.com", len(plain))
+    buf = plain + wire_name(b"cdn")[:-1] + pointer(0)  # "cdn", then the name read before
+    assert dns_module._common_name(buf, len(plain), names) == ("cdn.www.example.com", len(buf))
+    # Left to the walk: a pointer to a place it has not read a name at (here, a domain part).
+    assert dns_module._common_name(plain + pointer(4), len(plain), names) is None
+    assert dns_module._common_name(wire_name(b"a.b"), 0, {}) is None  # a dot to escape
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(RICH) - 1), st.integers(0, 255)), max_size=8))
+def test_quick_names_equal_the_full_walk_on_mutated_messages(
+    edits: list[tuple[int, int]],
+) -> None:
+    data = bytearray(RICH)
+    for pos, value in edits:
+        data[pos] = value
+    payload = bytes(data)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dns_module, "_common_name", lambda buf, off, names: None)
+        walked = parse_message(payload)
+    assert parse_message(payload) == walked
 
 
 # --- DNS over TCP -------------------------------------------------------------------------
@@ -658,6 +719,14 @@ def test_dns_matches_tshark_truth(capture: Path) -> None:
 def test_every_named_difference_is_a_reference_capture() -> None:
     names = {str(p.relative_to(SHARED)) for p in REFERENCE_CAPTURES}
     assert set(DIFFERENCES) <= names
+
+
+@pytest.mark.parametrize("capture", CAPTURE_PARAMS)
+def test_quick_names_equal_the_full_walk_on_real_messages(
+    capture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index, payload in dns_payloads(capture):
+        assert parse_message(payload) == walked_only(payload, monkeypatch), f"frame {index}"
 
 
 @pytest.mark.parametrize("capture", CAPTURE_PARAMS)

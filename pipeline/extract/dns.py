@@ -92,6 +92,13 @@ RCODE_NAMES = {
 HEADER_FLAG_BITS = (("AA", 0x0400), ("TC", 0x0200), ("RD", 0x0100), ("RA", 0x0080),
                     ("AD", 0x0020), ("CD", 0x0010))  # fmt: skip
 OPT_DO_BIT = 0x8000
+_HEADER_FLAG_MASK = sum(bit for _, bit in HEADER_FLAG_BITS)
+# Every combination of the header flag bits → its dns.header_flags (made once, not per message).
+_HEADER_FLAGS = {
+    bits: tuple(name for name, bit in HEADER_FLAG_BITS if bits & bit)
+    for bits in range(_HEADER_FLAG_MASK + 1)
+    if not bits & ~_HEADER_FLAG_MASK
+}
 SVC_PARAM_KEYS = {0: "mandatory", 1: "alpn", 2: "no-default-alpn", 3: "port", 4: "ipv4hint",
                   5: "ech", 6: "ipv6hint", 7: "dohpath", 8: "ohttp"}  # fmt: skip
 
@@ -174,6 +181,7 @@ _BYTE_TEXT = tuple(
 )
 # Bytes that render as themselves: a label made only of these is decoded in one call.
 _PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in (0x2E, 0x5C))
+_PLAIN_OR_DOT = _PLAIN + b"."
 
 
 def render_label(label: bytes) -> str:
@@ -182,8 +190,86 @@ def render_label(label: bytes) -> str:
     return "".join([_BYTE_TEXT[b] for b in label])
 
 
-def unpack_name(buf: bytes, off: int, limits: set[str]) -> tuple[str, int]:
-    """The name at `off` (compression pointers followed) and the offset just past it."""
+# A name read by `_common_name`: (text, wire octets, labels, pointers followed).
+_Named = tuple[str, int, int, int]
+# `_common_name` takes names this far inside the limits, so it never has to flag one.
+_COMMON_OCTETS = MAX_NAME_OCTETS - 64
+_COMMON_LABELS = MAX_LABELS - 32
+_COMMON_POINTERS = MAX_POINTERS - 8
+
+
+def _common_name(buf: bytes, off: int, names: dict[int, _Named]) -> tuple[str, int] | None:
+    """The common name quickly, or None for `unpack_name` to read it.
+
+    Common: printable labels (nothing to escape) ending in a zero byte, or in a compression
+    pointer to a name this message has already given (`names`, by offset: an answer's owner
+    is usually a pointer to the question). What it reads it adds to `names`, with the name
+    at each of its labels. Anything else —
+    a byte to escape, a pointer to an unread place, a cut name, a name near a limit — is
+    left to `unpack_name`, so both give the same result whenever this one gives one
+    (tests/test_extract_dns.py compares them on every name of the reference captures).
+    """
+    start = off
+    n = len(buf)
+    labels: list[bytes] = []
+    octets = 0
+    while True:
+        if off >= n:
+            return None
+        length = buf[off]
+        if length == 0:
+            end = off + 1
+            suffix: _Named | None = None
+            break
+        if length >= 0xC0:
+            if off + 1 >= n:
+                return None
+            suffix = names.get((length & 0x3F) << 8 | buf[off + 1])
+            if suffix is None:
+                return None
+            end = off + 2
+            break
+        if length & 0xC0 or off + 1 + length > n:
+            return None
+        labels.append(buf[off + 1 : off + 1 + length])
+        octets += length + 1
+        off += 1 + length
+    if labels:
+        raw = b".".join(labels)
+        # One label holding "." would join into two: such names take the slow path.
+        if raw.translate(None, _PLAIN_OR_DOT) or raw.count(b".") != len(labels) - 1:
+            return None
+        text = raw.decode("ascii")
+    else:
+        text = "."
+    count = len(labels)
+    pointers = 0
+    if suffix is not None:
+        if suffix[2]:
+            text = suffix[0] if not labels else text + "." + suffix[0]
+        octets += suffix[1]
+        count += suffix[2]
+        pointers = suffix[3] + 1
+        if octets > _COMMON_OCTETS or count > _COMMON_LABELS or pointers > _COMMON_POINTERS:
+            return None
+    elif octets > _COMMON_OCTETS or count > _COMMON_LABELS:
+        return None
+    names[start] = (text, octets, count, pointers)
+    return text, end
+
+
+def unpack_name(
+    buf: bytes, off: int, limits: set[str], names: dict[int, _Named] | None = None
+) -> tuple[str, int]:
+    """The name at `off` (compression pointers followed) and the offset just past it.
+
+    `names` (the message's names read so far, by offset) lets common names take the quick
+    path; rdata names, read from a message cut at their record's end, go without it.
+    """
+    if names is not None:
+        common = _common_name(buf, off, names)
+        if common is not None:
+            return common
     labels: list[str] = []
     end = -1  # offset after the name where it starts; known at the first pointer
     octets = 0
@@ -395,17 +481,21 @@ RDATA_RENDERERS: dict[int, Rdata] = {
 
 
 # --- The message ----------------------------------------------------------------------------
-def unpack_question(buf: bytes, off: int, limits: set[str]) -> tuple[DnsQuestion, int]:
-    name, off = unpack_name(buf, off, limits)
+def unpack_question(
+    buf: bytes, off: int, limits: set[str], names: dict[int, _Named] | None = None
+) -> tuple[DnsQuestion, int]:
+    name, off = unpack_name(buf, off, limits, names)
     if off + 4 > len(buf):
         raise _Stop(REASON_TRUNCATED, f"question type/class cut at {off}")
     qtype, qclass = _QUESTION_TAIL(buf, off)
     return DnsQuestion(name, type_name(qtype), class_name(qclass)), off + 4
 
 
-def unpack_rr(buf: bytes, off: int, limits: set[str]) -> tuple[str, int, int, int, int, int]:
+def unpack_rr(
+    buf: bytes, off: int, limits: set[str], names: dict[int, _Named] | None = None
+) -> tuple[str, int, int, int, int, int]:
     """(name, type, class, ttl, rdata start, rdata end); the next record starts at the end."""
-    name, off = unpack_name(buf, off, limits)
+    name, off = unpack_name(buf, off, limits, names)
     if off + 10 > len(buf):
         raise _Stop(REASON_TRUNCATED, f"record header cut at {off}")
     rtype, rclass, ttl, rdlength = _RR_TAIL(buf, off)
@@ -438,8 +528,9 @@ def parse_message(payload: bytes) -> DnsMessage | DnsError:
 def _parse(buf: bytes) -> DnsMessage:
     msg_id, bits, qdcount, ancount, nscount, arcount = _HEADER(buf, 0)
     rcode = bits & 0xF
-    flags = [name for name, bit in HEADER_FLAG_BITS if bits & bit]
+    flags = _HEADER_FLAGS[bits & _HEADER_FLAG_MASK]
     limits: set[str] = set()
+    names: dict[int, _Named] = {}
     questions: list[DnsQuestion] = []
     answers: list[DnsAnswer] = []
     resolved: list[str] = []
@@ -447,13 +538,13 @@ def _parse(buf: bytes) -> DnsMessage:
     off = HEADER_LEN
     try:
         for _ in range(qdcount):
-            question, off = unpack_question(buf, off, limits)
+            question, off = unpack_question(buf, off, limits, names)
             if len(questions) < MAX_QUESTIONS:
                 questions.append(question)
             else:
                 limits.add(LIMIT_QUESTIONS)
         for _ in range(ancount):
-            name, rtype, rclass, ttl, start, off = unpack_rr(buf, off, limits)
+            name, rtype, rclass, ttl, start, off = unpack_rr(buf, off, limits, names)
             if len(answers) >= MAX_ANSWERS:
                 limits.add(LIMIT_ANSWERS)
                 continue
@@ -464,18 +555,18 @@ def _parse(buf: bytes) -> DnsMessage:
         # Authority and additional: walked for the OPT record (EDNS rcode bits and DO).
         seen_opt = False
         for _ in range(nscount + arcount):
-            _, rtype, _, ttl, _, off = unpack_rr(buf, off, limits)
+            _, rtype, _, ttl, _, off = unpack_rr(buf, off, limits, names)
             if rtype == TYPE_OPT and not seen_opt:
                 seen_opt = True
                 rcode |= (ttl >> 24) << 4
                 if ttl & OPT_DO_BIT:
-                    flags.append("DO")
+                    flags += ("DO",)
     except _Stop as stop:
         error = DnsError(stop.reason, stop.detail)
     return DnsMessage(
         id=msg_id,
         opcode=OPCODE_NAMES.get(bits >> 11 & 0xF) or str(bits >> 11 & 0xF),
-        flags=tuple(flags),
+        flags=flags,
         rcode=RCODE_NAMES.get(rcode) or str(rcode),
         is_response=bool(bits & 0x8000),
         questions=tuple(questions),
