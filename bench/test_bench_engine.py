@@ -28,7 +28,7 @@ from bench.conftest import (
     record_run,
     workload,
 )
-from bench.peers import naive_dpkt_ndjson_zstd
+from bench.peers import naive_dpkt_fields, naive_dpkt_ndjson_zstd
 from pipeline.capture import open_capture
 from pipeline.convert import DEFAULT_EXTRACT, convert
 from pipeline.runtime.engine import DEFAULT_BATCH_FRAMES
@@ -36,6 +36,13 @@ from pipeline.runtime.reader import BatchRouter
 
 # The memory-bound check runs on a 4x larger capture too (opt in: it takes ~3 minutes to make).
 LARGE_PACKETS = int(os.environ.get("PCAP_INGEST_BENCH_LARGE_PACKETS", "0"))
+
+
+def test_peer_naive_dpkt_fields_2m(benchmark: Any, engine_capture: Path) -> None:
+    """Issue #5's yardstick, "the plain single-process dpkt loop that writes nothing": dpkt's
+    Reader, Ethernet and a field dict per packet (its 300k target is ~3.5x this)."""
+    benchmark.pedantic(lambda: naive_dpkt_fields(str(engine_capture)), rounds=ROUNDS, iterations=1)
+    record_run(benchmark, ENGINE_PACKETS, capture=engine_capture)
 
 
 def test_peer_naive_dpkt_ndjson_zstd_2m(
@@ -116,6 +123,22 @@ def test_end_to_end_extractors_2_workers(
     with TreeMemorySampler() as sampler:
         run()
     record_run(benchmark, ENGINE_PACKETS, sampler.peak_bytes, engine_capture)
+
+
+def test_end_to_end_floor_2_workers(benchmark: Any, engine_capture: Path, tmp_path: Path) -> None:
+    """`-w 2 --extract anomaly`: framing, routing, decoding and the anomaly check, no
+    extractor and (on this capture) nearly no events: what every extractor set pays first,
+    so the ceiling of `test_end_to_end_extractors_2_workers`."""
+
+    def run() -> None:
+        result = convert(
+            [str(engine_capture)], str(tmp_path), force=True, workers=2, extract=("anomaly",)
+        )
+        (stats,) = result.files
+        assert stats.frames == ENGINE_PACKETS and stats.accounted
+
+    benchmark.pedantic(run, rounds=ROUNDS, iterations=1)
+    record_run(benchmark, ENGINE_PACKETS, capture=engine_capture)
 
 
 def test_end_to_end_ordered_2_workers(benchmark: Any, engine_capture: Path, tmp_path: Path) -> None:
