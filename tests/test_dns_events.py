@@ -12,10 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from pipeline.capture import Frame, open_capture
 from pipeline.convert import read_events
-from tests.conftest import CAPTURE_PARAMS, SHARED, truth_for
+from pipeline.decode.packet import decode_packet
+from pipeline.events.ecs import EcsMapper
+from pipeline.extract.dns import DnsExtractor, transaction_event
+from pipeline.gen.capture_mix import write_capture
+from tests.conftest import CAPTURE_PARAMS, REFERENCE_CAPTURES, SHARED, truth_for
 
 # Per file: (our query messages, our response messages, reason).
 DIFFERENCES: dict[str, tuple[int, int, str]] = {
@@ -114,3 +120,44 @@ def test_dns_inside_a_tunnel_and_in_ip_fragments(tmp_path: Path) -> None:
     assert tx["dns"]["question"]["name"] == "example.com" and tx["dns"]["type"] == "answer"
     assert len(tx["dns"]["answers"]) == 60 and tx["pcap"]["dns"]["status"] == "answered"
     assert tx["source"]["ip"] == "10.0.0.1" and tx["destination"]["port"] == 53
+
+
+# --- The mapper's one-literal event against the generic merge ------------------------------
+def reference_transactions(mix: Path) -> list[Any]:
+    """Every DNS-over-UDP transaction of the reference captures and of a generated mix."""
+    extractor = DnsExtractor()
+    sources = [*REFERENCE_CAPTURES, mix]
+    txs: list[Any] = []
+    for path in sources:
+        with open_capture(str(path)) as capture:
+            for batch in capture.batches():
+                for record in batch:
+                    if not isinstance(record, Frame):
+                        continue
+                    pkt = decode_packet(record.link_type, record.data)
+                    if pkt.error is None and pkt[9] == 17 and 53 in (pkt[14], pkt[15]):
+                        extractor.packet(record, pkt)
+        txs += extractor.take_ended() + extractor.flush()
+    return txs
+
+
+DNS_OWN = {"kind", "category", "type", "dataset", "outcome", "duration"}
+
+
+def test_mapper_event_is_the_generic_merge(tmp_path: Path) -> None:
+    """`EcsMapper.dns` builds its event in one literal; `transaction_event` merges the DNS
+    parts into any base. Take the mapper's event, strip what is DNS's own, merge it back with
+    `transaction_event`: the same bytes (keys in the same order) for every transaction."""
+    mapper = EcsMapper("capture.pcap", "key")
+    mix = tmp_path / "mix.pcap"
+    write_capture(str(mix), packets=3000, seed=7)
+    txs = reference_transactions(mix)
+    statuses = {tx.status for tx in txs}
+    assert {"answered", "unanswered"} <= statuses, statuses
+    for tx in txs:
+        event = mapper.dns(tx)
+        base = {k: v for k, v in event.items() if k != "dns"}
+        base["event"] = {k: v for k, v in event["event"].items() if k not in DNS_OWN}
+        base["network"] = {k: v for k, v in event["network"].items() if k != "protocol"}
+        base["pcap"] = {k: v for k, v in event["pcap"].items() if k != "dns"}
+        assert orjson.dumps(event) == orjson.dumps(transaction_event(tx, base)), tx

@@ -39,7 +39,7 @@ from pipeline.decode.packet import Packet
 from pipeline.decode.transport import TCP_FLAG_NAMES, TRANSPORT_NAMES
 from pipeline.events.community_id import CommunityIdCache
 from pipeline.extract import ExtractorAnomaly, tcp_sides
-from pipeline.extract.dns import DnsTransaction, transaction_event
+from pipeline.extract.dns import DATASET_DNS, DnsTransaction, transaction_parts
 from pipeline.extract.http import HttpMessage, HttpTransaction, sniff_mime_type
 from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
 from pipeline.flows.table import Flow
@@ -425,26 +425,43 @@ class EcsMapper:
 
     def dns(self, tx: DnsTransaction) -> dict[str, Any]:
         """The DNS transaction event (``event.dataset: pcap_ingest.dns``): the query joined
-        with its response (pipeline/extract/dns.py `transaction_event` writes the ``dns``
+        with its response (pipeline/extract/dns.py `transaction_parts` gives the ``dns``
         part); source = the client. ``pcap.frame`` is the query's frame, else the response's;
-        ``pcap.response_frame`` the response's when both were seen."""
-        context = tx.query_context or tx.response_context
+        ``pcap.response_frame`` the response's when both were seen. One literal: the same
+        event as `transaction_event` over these base fields, ~2x quicker to make."""
+        query_context, response_context = tx.query_context, tx.response_context
+        context = query_context or response_context
         frame, ip_version, client, client_port, server, server_port = context[:6]
         tcp = len(context) > 6
         texts = self.texts
+        outcome, duration, dns, custom = transaction_parts(tx)
         start = memo_timestamp(tx.start_ns)
-        pcap: dict[str, Any] = {"file": self.capture_path, "frame": frame}
-        if tx.query_context is not None and tx.response_context is not None:
-            pcap["response_frame"] = tx.response_context[0]
-        base = {
+        event = {
+            "id": f"{self.capture_key}-dns-{frame}",
+            "module": MODULE,
+            "start": start,
+            "end": memo_timestamp(tx.end_ns),
+            "kind": "event",
+            "category": ["network"],
+            "type": ["protocol"],
+            "dataset": DATASET_DNS,
+            "outcome": outcome,
+        }
+        if duration is not None:
+            event["duration"] = duration
+        if query_context is not None and response_context is not None:
+            pcap = {
+                "file": self.capture_path,
+                "frame": frame,
+                "response_frame": response_context[0],
+                "dns": custom,
+            }
+        else:
+            pcap = {"file": self.capture_path, "frame": frame, "dns": custom}
+        return {
             "@timestamp": start,
             "ecs": {"version": ECS_VERSION},
-            "event": {
-                "id": f"{self.capture_key}-dns-{frame}",
-                "module": MODULE,
-                "start": start,
-                "end": memo_timestamp(tx.end_ns),
-            },
+            "event": event,
             "source": {"ip": texts.ip(client), "port": client_port},
             "destination": {"ip": texts.ip(server), "port": server_port},
             "network": {
@@ -454,10 +471,11 @@ class EcsMapper:
                 "community_id": texts.community_id(
                     6 if tcp else 17, client, server, client_port, server_port
                 ),
+                "protocol": "dns",
             },
             "pcap": pcap,
+            "dns": dns,
         }
-        return transaction_event(tx, base)
 
     def tls(self, hs: TlsHandshake, where: FrameLocator | None = None) -> dict[str, Any]:
         """A TLS handshake event (``event.dataset: pcap_ingest.tls``): ECS ``tls.*`` from the
