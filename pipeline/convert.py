@@ -670,6 +670,11 @@ class FanOut:
         wanting = self._wanting.get(flow)
         if not wanting:
             return False
+        if len(wanting) == 1:  # most flows, once their first bytes told the others no
+            if wanting[0].data(flow, from_originator, data) is False:
+                del self._wanting[flow]
+                return False
+            return True
         wanting[:] = [r for r in wanting if r.data(flow, from_originator, data) is not False]
         if not wanting:
             del self._wanting[flow]
