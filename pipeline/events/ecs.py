@@ -41,7 +41,7 @@ from pipeline.events.community_id import CommunityIdCache
 from pipeline.extract import ExtractorAnomaly, tcp_sides
 from pipeline.extract.dns import DATASET_DNS, DnsTransaction, transaction_parts
 from pipeline.extract.http import HttpMessage, HttpTransaction, sniff_mime_type
-from pipeline.extract.tls import TlsHandshake, ja3, ja3s, ja4
+from pipeline.extract.tls import ClientHello, TlsHandshake, ja3, ja3s, ja4
 from pipeline.flows.table import Flow
 from pipeline.flows.traffic import NS, PROTOCOL_CLASSES, TrafficSummary
 
@@ -65,6 +65,11 @@ FrameLocator = Callable[[int], tuple[str, str, int]]
 # mix, so peak memory does not depend on the input's length (issue #9), and misses 11.9 %
 # of packets against 10.3 % with 64k entries (~1 % of the packet path's time; RESULTS.md).
 MEMO_SIZE = 1 << 14
+# ClientHello offers whose rendering is kept (`EcsMapper._client_hello_texts`): a few
+# kilobytes each, and real captures hold a handful of client programs.
+HELLO_MEMO_SIZE = 1024
+# (JA3 text, JA3 hash, JA4, client version, offered versions, ciphers, ALPN)
+_HelloTexts = tuple[str, str, str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # RFC 3339 cannot say years past 9999; a corrupt timestamp is clamped there (the frame still
@@ -231,6 +236,7 @@ class EcsMapper:
         self.capture_key = capture_key
         self.texts = EndpointTexts()
         self.packet = self._packet_mapper()
+        self._hello_texts: dict[tuple[Any, ...], _HelloTexts] = {}
 
     def _packet_mapper(self) -> Callable[[Frame, Packet], dict[str, Any]]:
         path = self.capture_path
@@ -489,18 +495,20 @@ class EcsMapper:
             file, key, frame = self.capture_path, self.capture_key, flow.first_index
         else:
             file, key, frame = where(flow.first_index)
-        ja3_text, ja3_hash = ja3(ch)
+        ja3_text, ja3_hash, ja4_text, client_version, versions, ciphers, alpn = (
+            self._client_hello_texts(ch)
+        )
         tls_client: dict[str, Any] = {"ja3": ja3_hash}
         if ch.server_name is not None:
             tls_client["server_name"] = ch.server_name.decode("ascii", "backslashreplace")
         tls: dict[str, Any] = {"version_protocol": "tls", "client": tls_client}
         detail: dict[str, Any] = {
-            "ja4": ja4(ch),
+            "ja4": ja4_text,
             "ja3_string": ja3_text,
-            "client_version": tls_version_text(ch.version),
-            "offered_versions": [tls_version_text(v) for v in ch.supported_versions],
-            "offered_ciphers": ["%#06x" % c for c in ch.cipher_suites],
-            "alpn_offered": [p.decode("ascii", "backslashreplace") for p in ch.alpn],
+            "client_version": client_version,
+            "offered_versions": list(versions),
+            "offered_ciphers": list(ciphers),
+            "alpn_offered": list(alpn),
             "handshake": hs.number,
         }
         if sh is not None:
@@ -539,6 +547,37 @@ class EcsMapper:
             "tls": tls,
             "pcap": {"file": file, "frame": frame, "tls": detail},
         }
+
+    def _client_hello_texts(self, ch: ClientHello) -> _HelloTexts:
+        """What a TLS event renders of a ClientHello's offer: JA3 (text, hash), JA4, the
+        client version, the offered versions, ciphers and ALPN. Memoised by the offer: a
+        client program sends the same one on every connection, and the fingerprints cost
+        ~40 µs a hello (on a TLS-heavy capture they were a fifth of the conversion)."""
+        offer = (
+            ch.legacy_version,
+            ch.cipher_suites,
+            ch.extensions,
+            ch.alpn,
+            ch.supported_versions,
+            ch.supported_groups,
+            ch.ec_point_formats,
+            ch.signature_algorithms,
+        )
+        texts = self._hello_texts.get(offer)
+        if texts is None:
+            if len(self._hello_texts) >= HELLO_MEMO_SIZE:
+                self._hello_texts.clear()
+            ja3_text, ja3_hash = ja3(ch)
+            texts = self._hello_texts[offer] = (
+                ja3_text,
+                ja3_hash,
+                ja4(ch),
+                tls_version_text(ch.version),
+                tuple(tls_version_text(v) for v in ch.supported_versions),
+                tuple("%#06x" % c for c in ch.cipher_suites),
+                tuple(p.decode("ascii", "backslashreplace") for p in ch.alpn),
+            )
+        return texts
 
     def http(self, tx: HttpTransaction, where: FrameLocator | None = None) -> dict[str, Any]:
         """An HTTP/1.x transaction event (``event.dataset: pcap_ingest.http``): the request and
