@@ -879,10 +879,10 @@ def transaction_frame(tx: DnsTransaction) -> int:
 DATASET_DNS = "pcap_ingest.dns"
 
 
-def transaction_parts(tx: DnsTransaction) -> tuple[str, int | None, dict[str, Any], dict[str, Any]]:
-    """The parts of a transaction's ECS event that are DNS's own: ``event.outcome``,
-    ``event.duration`` (None without both messages), ``dns`` and ``pcap.dns``. The schema
-    mappers put them in an event with the rest (time, endpoints, provenance)."""
+def transaction_parts(tx: DnsTransaction) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The parts of a transaction's ECS event that are DNS's own: ``event.*`` (kind to
+    outcome, and the duration when both messages were seen), ``dns`` and ``pcap.dns``. The
+    schema mappers put them in an event with the rest (time, endpoints, provenance)."""
     query, response = tx.query, tx.response
     msg = response or query
     assert msg is not None
@@ -920,11 +920,17 @@ def transaction_parts(tx: DnsTransaction) -> tuple[str, int | None, dict[str, An
         errors = [m.error for m in messages if m.error is not None]
         if errors:
             custom["error"] = {"reason": errors[0].reason, "detail": errors[0].detail}
-    duration = None
+    ecs_event: dict[str, Any] = {
+        "kind": "event",
+        "category": ["network"],
+        "type": ["protocol"],
+        "dataset": DATASET_DNS,
+        "outcome": "unknown" if response is None else "success",
+    }
     if query is not None and response is not None:
         # Within 64 bits (JSON, Elasticsearch's long): corrupt capture times can be far apart.
-        duration = min(tx.end_ns - tx.start_ns, (1 << 63) - 1)
-    return ("unknown" if response is None else "success"), duration, dns, custom
+        ecs_event["duration"] = min(tx.end_ns - tx.start_ns, (1 << 63) - 1)
+    return ecs_event, dns, custom
 
 
 def transaction_event(tx: DnsTransaction, base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -934,17 +940,8 @@ def transaction_event(tx: DnsTransaction, base: dict[str, Any] | None = None) ->
     what the caller knows about the flow). `EcsMapper.dns` builds the same event in one
     literal from `transaction_parts` (tests/test_dns_events.py compares the two).
     """
-    outcome, duration, dns, custom = transaction_parts(tx)
+    ecs_event, dns, custom = transaction_parts(tx)
     event: dict[str, Any] = dict(base) if base else {}
-    ecs_event: dict[str, Any] = {
-        "kind": "event",
-        "category": ["network"],
-        "type": ["protocol"],
-        "dataset": DATASET_DNS,
-        "outcome": outcome,
-    }
-    if duration is not None:
-        ecs_event["duration"] = duration
     event["event"] = {**event.get("event", {}), **ecs_event}
     event["dns"] = dns
     event.setdefault("network", {})["protocol"] = "dns"
