@@ -286,3 +286,33 @@ def test_bench_sh_measures_a_capture_the_user_names(tmp_path: Path) -> None:
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert missing.returncode == 2 and "no capture file" in missing.stderr
+
+
+# --- scripts/cpu_per_process.py ------------------------------------------------------------
+def test_cpu_per_process_counts_each_process_of_the_tree() -> None:
+    """A parent that starts a busy child: a line for each, the child's CPU counted, the
+    command's exit code passed on."""
+    busy = (
+        "import subprocess, sys; "
+        "subprocess.run([sys.executable, '-c', 'sum(range(30_000_000))']); sys.exit(3)"
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "cpu_per_process.py"), "--", sys.executable,
+         "-c", busy],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    lines = result.stdout.splitlines()
+    per_process = [line for line in lines if " s CPU  pid " in line]
+    assert len(per_process) == 2 and "coordinator" in per_process[0], lines
+    child_cpu = float(per_process[1].split()[0])
+    assert child_cpu > 0.1, lines  # the child summed 30M numbers: it was sampled busy
+    assert lines[-1].endswith("exit 3") and "s CPU in all" in lines[-1]
+
+
+def test_cpu_per_process_without_a_command_is_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "cpu_per_process.py")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.startswith("usage:")

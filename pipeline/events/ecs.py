@@ -450,15 +450,10 @@ class EcsMapper:
             "end": memo_timestamp(tx.end_ns),
             **ecs_event,
         }
+        pcap: dict[str, Any] = {"file": self.capture_path, "frame": frame}
         if query_context is not None and response_context is not None:
-            pcap = {
-                "file": self.capture_path,
-                "frame": frame,
-                "response_frame": response_context[0],
-                "dns": custom,
-            }
-        else:
-            pcap = {"file": self.capture_path, "frame": frame, "dns": custom}
+            pcap["response_frame"] = response_context[0]
+        pcap["dns"] = custom
         return {
             "@timestamp": start,
             "ecs": {"version": ECS_VERSION},

@@ -203,12 +203,11 @@ def _common_name(buf: bytes, off: int, names: dict[int, _Named]) -> tuple[str, i
     """The common name quickly, or None for `unpack_name` to read it.
 
     Common: printable labels (nothing to escape) ending in a zero byte, or in a compression
-    pointer to a name this message has already given (`names`, by offset: an answer's owner
-    is usually a pointer to the question). What it reads it adds to `names`, with the name
-    at each of its labels. Anything else —
-    a byte to escape, a pointer to an unread place, a cut name, a name near a limit — is
-    left to `unpack_name`, so both give the same result whenever this one gives one
-    (tests/test_extract_dns.py compares them on every name of the reference captures).
+    pointer to the start of a name this message has already given (`names`, by offset: an
+    answer's owner is usually a pointer to the question). What it reads it adds to `names`.
+    Anything else — a byte to escape, a pointer elsewhere, a cut name, a name near a limit —
+    is left to `unpack_name`, so both give the same result whenever this one gives one
+    (tests/test_extract_dns.py compares them on every message of the reference captures).
     """
     start = off
     n = len(buf)
@@ -251,9 +250,7 @@ def _common_name(buf: bytes, off: int, names: dict[int, _Named]) -> tuple[str, i
         octets += suffix[1]
         count += suffix[2]
         pointers = suffix[3] + 1
-        if octets > _COMMON_OCTETS or count > _COMMON_LABELS or pointers > _COMMON_POINTERS:
-            return None
-    elif octets > _COMMON_OCTETS or count > _COMMON_LABELS:
+    if octets > _COMMON_OCTETS or count > _COMMON_LABELS or pointers > _COMMON_POINTERS:
         return None
     names[start] = (text, octets, count, pointers)
     return text, end
@@ -927,9 +924,10 @@ def transaction_parts(tx: DnsTransaction) -> tuple[dict[str, Any], dict[str, Any
         "dataset": DATASET_DNS,
         "outcome": "unknown" if response is None else "success",
     }
-    if query is not None and response is not None:
+    duration = tx.duration_ns
+    if duration is not None:
         # Within 64 bits (JSON, Elasticsearch's long): corrupt capture times can be far apart.
-        ecs_event["duration"] = min(tx.end_ns - tx.start_ns, (1 << 63) - 1)
+        ecs_event["duration"] = min(duration, (1 << 63) - 1)
     return ecs_event, dns, custom
 
 
